@@ -1,0 +1,11 @@
+"""`grounding evaluate` (being written; replaced by its owner before any commit)."""
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    return subparsers.add_parser("evaluate", help="(in progress)")
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("grounding evaluate: not written yet")
