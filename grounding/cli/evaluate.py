@@ -1,11 +1,109 @@
-"""`grounding evaluate` (being written; replaced by its owner before any commit)."""
+"""``grounding evaluate``: score a prediction file against an annotation file.
+
+Prints R@{1,5} at IoU {0.1,0.3,0.5,0.7}, mIoU and Moment-DETR's mAP, plus video retrieval and VCMR figures
+when the predictions carry them (see :mod:`grounding.eval.metrics` and docs/metrics.md for the conventions).
+``--json`` writes ``{"metrics": {...}, "annotations": ..., "predictions": ..., ...}``.
+"""
+
+from __future__ import annotations
+
 import argparse
 from typing import Any
 
+from grounding.cli._common import add_command, write_json_atomic
+from grounding.data.annotations import ANNOTATION_FORMATS, read_annotations
+from grounding.eval.metrics import (
+    CORPUS_IOUS,
+    CORPUS_RECALL_AT,
+    RECALL_AT,
+    RECALL_IOUS,
+    VIDEO_RECALL_AT,
+    evaluate,
+)
+from grounding.eval.nms import check_nms_threshold
+from grounding.eval.predictions import read_predictions
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    return subparsers.add_parser("evaluate", help="(in progress)")
+    parser = add_command(
+        subparsers, "evaluate", "score predictions (R@n IoU>=m, mIoU, mAP, video retrieval, VCMR)",
+        "Score a jsonl prediction file against an annotation file. Prediction lines look like\n"
+        '  {"qid": 0, "pred_relevant_windows": [[start, end, score], ...]}\n'
+        '  {"qid": 0, "video_ranking": ["vid", ...]}\n'
+        '  {"qid": 0, "pred_corpus_windows": [[vid, start, end, score], ...]}\n'
+        "(seconds; any order; a query may carry several keys on its one line).\n"
+        "Every annotated query counts: one without predictions is a miss. Ties keep file order.\n"
+        f"Annotation formats: {', '.join(ANNOTATION_FORMATS)} (detected from the content unless --format).",
+        "grounding evaluate --annotations charades_sta_test.txt --durations Charades_v1_test.csv "
+        "--predictions preds.jsonl --nms 0.5 --json scores.json",
+    )
+    parser.add_argument("--annotations", required=True, metavar="ANN", help="annotation file (.txt, .json or .jsonl)")
+    parser.add_argument("--format", choices=ANNOTATION_FORMATS, default=None,
+                        help="annotation format; detected from the content when left out")
+    parser.add_argument("--durations", action="extend", nargs="+", default=None, metavar="CSV",
+                        help="Charades_v1_*.csv giving video lengths (needed for charades-sta; repeatable)")
+    parser.add_argument("--predictions", required=True, metavar="PRED.jsonl",
+                        help="prediction file (jsonl, one line per qid)")
+    parser.add_argument("--nms", type=float, default=None, metavar="IOU",
+                        help="greedy NMS before scoring: drop a window whose IoU with a better one is > IOU "
+                        "(default: no NMS)")
+    parser.add_argument("--json", default=None, metavar="OUT.json", help="also write the figures as JSON")
+    return parser
+
+
+def _row(label: str, values: list[str], width: int = 9) -> str:
+    return f"  {label:<10}" + "".join(f"{value:>{width}}" for value in values)
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """The figures of :func:`grounding.eval.metrics.evaluate` as a plain-text table (percent, 2 decimals)."""
+    lines = ["moment retrieval (%)", _row("", [f"IoU>={iou:g}" for iou in RECALL_IOUS], width=10)]
+    for top_n in RECALL_AT:
+        lines.append(_row(f"R@{top_n}", [f"{metrics[f'R{top_n}@{iou:g}']:.2f}" for iou in RECALL_IOUS], width=10))
+    lines.append(
+        f"  mIoU {metrics['mIoU']:.2f}   mAP {metrics['mAP']:.2f}   mAP@0.5 {metrics['mAP@0.5']:.2f}   "
+        f"mAP@0.75 {metrics['mAP@0.75']:.2f}"
+    )
+    if "VR@1" in metrics:
+        lines.append("video retrieval (%)")
+        lines.append(_row("", [f"VR@{n}" for n in VIDEO_RECALL_AT]))
+        lines.append(_row("", [f"{metrics[f'VR@{n}']:.2f}" for n in VIDEO_RECALL_AT]))
+        lines.append(f"  median rank {metrics['median_rank']:g}   mean rank {metrics['mean_rank']:.2f}")
+    if "VCMR_R1@0.5" in metrics:
+        lines.append("video corpus moment retrieval (%)")
+        lines.append(_row("", [f"IoU>={iou:g}" for iou in CORPUS_IOUS], width=10))
+        for top_n in CORPUS_RECALL_AT:
+            values = [f"{metrics[f'VCMR_R{top_n}@{iou:g}']:.2f}" for iou in CORPUS_IOUS]
+            lines.append(_row(f"R@{top_n}", values, width=10))
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("grounding evaluate: not written yet")
+    nms_threshold = None if args.nms is None else check_nms_threshold(args.nms)
+    annotations = read_annotations(args.annotations, format=args.format, durations=args.durations)
+    predictions = read_predictions(args.predictions)
+    metrics = evaluate(annotations, predictions, nms_threshold=nms_threshold)
+
+    annotated = {record.qid for record in annotations.records}
+    covered = len(annotated.intersection(predictions.moments))
+    report = annotations.report
+    print(
+        f"annotations: {annotations.path} ({annotations.format}), {metrics['num_queries']} queries"
+        f"; the reader clipped {len(report.clipped)} and dropped {len(report.dropped)} items"
+    )
+    print(
+        f"predictions: {predictions.path}, moment windows for {covered} of {metrics['num_queries']} queries"
+        f" (the others count as misses); NMS {'off' if nms_threshold is None else f'IoU > {nms_threshold:g}'}"
+    )
+    print(format_table(metrics))
+    if args.json:
+        write_json_atomic(args.json, {
+            "metrics": metrics,
+            "annotations": annotations.path,
+            "format": annotations.format,
+            "predictions": predictions.path,
+            "nms_threshold": nms_threshold,
+            "queries_with_moment_predictions": covered,
+        })
+        print(f"wrote {args.json}")
+    return 0
