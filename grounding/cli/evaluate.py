@@ -2,7 +2,8 @@
 
 Prints R@{1,5} at IoU {0.1,0.3,0.5,0.7}, mIoU and Moment-DETR's mAP, plus video retrieval and VCMR figures
 when the predictions carry them (see :mod:`grounding.eval.metrics` and docs/metrics.md for the conventions).
-``--json`` writes ``{"metrics": {...}, "annotations": ..., "predictions": ..., ...}``.
+``--json`` writes the metric keys (``R1@0.1`` ... ``mAP``, ``num_queries``, ...) at the top level, plus a ``run``
+object saying which files and settings produced them.
 """
 
 from __future__ import annotations
@@ -98,12 +99,14 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(metrics))
     if args.json:
         write_json_atomic(args.json, {
-            "metrics": metrics,
-            "annotations": annotations.path,
-            "format": annotations.format,
-            "predictions": predictions.path,
-            "nms_threshold": nms_threshold,
-            "queries_with_moment_predictions": covered,
+            **metrics,
+            "run": {
+                "annotations": annotations.path,
+                "format": annotations.format,
+                "predictions": predictions.path,
+                "nms_threshold": nms_threshold,
+                "queries_with_moment_predictions": covered,
+            },
         })
         print(f"wrote {args.json}")
     return 0

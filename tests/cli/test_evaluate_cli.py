@@ -46,14 +46,15 @@ def test_end_to_end_prints_a_table_and_writes_every_key(
     assert "moment retrieval (%)" in stdout and "video retrieval (%)" in stdout and "corpus moment retrieval" in stdout
     assert "2 queries" in stdout and "NMS IoU > 0.5" in stdout
     payload = json.loads(out.read_text())
-    metrics = payload["metrics"]
+    metrics = {key: value for key, value in payload.items() if key != "run"}
     assert list(metrics) == ALL_KEYS
     assert metrics["R1@0.3"] == pytest.approx(100.0) and metrics["R1@0.5"] == pytest.approx(50.0)
     assert metrics["mIoU"] == pytest.approx(100 * (0.8 + 0.3) / 2)
     assert metrics["VR@1"] == pytest.approx(50.0) and metrics["median_rank"] == pytest.approx(1.5)
     assert metrics["VCMR_R1@0.7"] == pytest.approx(50.0)
-    assert payload["nms_threshold"] == 0.5 and payload["format"] == "moment-detr"
-    assert payload["predictions"] == predictions and payload["queries_with_moment_predictions"] == 2
+    run = payload["run"]
+    assert run["nms_threshold"] == 0.5 and run["format"] == "moment-detr"
+    assert run["predictions"] == predictions and run["queries_with_moment_predictions"] == 2
 
 
 def test_unknown_qid_exits_2_with_one_line(annotations: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
