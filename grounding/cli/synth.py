@@ -7,14 +7,15 @@ import re
 from typing import Any
 
 from grounding.cli._common import add_command, write_json_atomic
-from grounding.errors import InputError
 
 
 def _frame_size(text: str) -> tuple[int, int]:
-    """``160`` or ``160x120`` (width x height) -> (width, height)."""
+    """``160`` or ``160x120`` (width x height) -> (width, height); the sizes are checked by SynthConfig."""
     match = re.fullmatch(r"(\d+)(?:[xX](\d+))?", text.strip())
     if match is None:
-        raise argparse.ArgumentTypeError(f"expected SIZE or WIDTHxHEIGHT in pixels (e.g. 160 or 192x128), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected SIZE or WIDTHxHEIGHT in pixels (e.g. 160 or 192x128), got {text!r}"
+        )
     width = int(match.group(1))
     height = int(match.group(2) or width)
     return width, height
@@ -60,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
 
     width, height = args.size
     config = SynthConfig(seed=args.seed, num_videos=args.videos, width=width, height=height, fps=args.fps)
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers must be at least 1, got {args.workers}.")
     summary = build_dataset(
         args.out, config, workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress
     )
-    splits = ", ".join(f"{name} {summary.videos[name]} videos/{summary.queries[name]} queries" for name in summary.videos)
+    splits = ", ".join(
+        f"{name} {summary.videos[name]} videos/{summary.queries[name]} queries" for name in summary.videos
+    )
     print(
         f"synth: {summary.rendered} videos rendered, {summary.skipped} already there, in {summary.seconds:.1f} s "
         f"-> {summary.out_dir} ({splits})"
