@@ -53,6 +53,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="process only shard I of N (0-based, round-robin over videos sorted by id) into its "
                         "own file; join the shards with `grounding features merge`")
     parser.add_argument("--device", default="cpu", help="torch device for the network: cpu or cuda (default: cpu)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch CPU threads for the network (default: torch's choice, one per core); on a busy "
+                        "shared machine 1 can be faster")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                         help="storage dtype of the features (default: float32; float16 halves the file)")
     parser.add_argument("--failures", default=None,
@@ -91,6 +94,12 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
     )
+    if args.torch_threads is not None:
+        if args.torch_threads < 1:
+            raise InputError(f"--torch-threads must be >= 1, got {args.torch_threads}.")
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     videos = find_videos(args.videos)
     out = Path(args.out)
     if args.shard is not None:

@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(summary, indent=2, ensure_ascii=False))
         else:
-            print(f"{summary['path']}: {summary['num_videos']} videos, D={', '.join(map(str, summary['dims'])) or '-'}, "
+            dims = ", ".join(map(str, summary["dims"])) or "-"
+            print(f"{summary['path']}: {summary['num_videos']} videos, D={dims}, "
                   f"{summary['total_clips']} clips ({summary['min_clips']}-{summary['max_clips']} per video)")
             for key, value in summary["attrs"].items():
                 print(f"  {key}: {value}")
