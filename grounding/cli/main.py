@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "synth",
     "extract",
     "features",
+    "train",
+    "ground",
     "baseline",
     "evaluate",
     "env",

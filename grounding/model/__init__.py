@@ -24,6 +24,7 @@ from grounding.model.modeling import GroundingModel, QueryGraphEncoder, VideoGra
 from grounding.model.outputs import GroundingOutput, Span
 from grounding.model.spans import (
     SpanHead,
+    candidate_adjacency,
     candidate_neighbours,
     candidate_windows,
     decode_spans,
@@ -45,6 +46,7 @@ __all__ = [
     "TextConfig",
     "VideoGraphConfig",
     "VideoGraphEncoder",
+    "candidate_adjacency",
     "candidate_neighbours",
     "candidate_windows",
     "compute_loss",

@@ -1,0 +1,226 @@
+"""Speed and memory of GroundingModel against the official VLG-Net, on random inputs of the real shapes.
+
+For each configuration (Charades-STA with 16 and 32 clips, ActivityNet Captions, TACoS; VLG-Net's published
+settings via ``GroundingConfig.preset``) it measures, each in a fresh subprocess so that peak memory is
+the measurement's own:
+
+- inference ms per query at batch 1 and batch 32 (``torch.inference_mode``, median of several runs),
+- one training step (forward, loss, backward, AdamW step) at batch 32 (batch 8 for TACoS), median,
+- peak resident memory of the process (``VmHWM``), and its rise above the RSS after ``import torch``
+  and the model package (the baseline).
+
+Queries have 10 words with chain language-graph edges; every clip is real. Times use
+``torch.set_num_threads(2)``, like the reference figures, which were measured for the official code
+(commit c14940a) on the same kind of machine.
+
+The machine is shared. With OpenMP's default (spinning) wait policy, a 2-thread process on a 2-core machine
+that other processes keep busy waits a scheduler tick (~20 ms) at many parallel regions: TACoS at batch 1
+then takes ~2.9 s instead of ~75 ms, for this model and any other. ``--omp-wait-policy PASSIVE`` avoids those
+stalls on a busy machine (at the price of a futex wake-up per parallel region, which slows the small
+configurations); the default leaves the environment alone. The load average is printed with the results.
+
+Usage::
+
+    python benchmarks/bench_model.py                       # all configurations (several minutes)
+    python benchmarks/bench_model.py --configs tacos --json bench_model.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+NUM_WORDS = 10
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One row of the comparison: a model preset, its training batch, and VLG-Net's measured figures."""
+
+    preset: str
+    label: str
+    train_batch: int
+    ref_batch1_ms: float
+    ref_batch32_ms: float
+    ref_train_s: float
+    ref_memory: dict[str, float]  # measurement name -> GB
+
+
+CONFIGS = (
+    BenchConfig("charades-sta", "Charades-like (16 clips, 1024-d)", 32, 32.0, 12.7, 0.91, {"train": 0.9}),
+    BenchConfig("charades-sta-32", "Charades-like (32 clips, 1024-d)", 32, 32.0, 17.9, 1.62, {"train": 1.2}),
+    BenchConfig("activitynet", "ActivityNet (64 clips, 500-d)", 32, 65.0, 57.7, 5.98, {"train": 2.2}),
+    BenchConfig("tacos", "TACoS (256 clips, 4096-d)", 8, 1380.0, 1602.0, 24.8, {"infer-32": 13.1, "train": 6.4}),
+)
+MEASUREMENTS = ("infer-1", "infer-32", "train")
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def run_worker(preset: str, measurement: str, threads: int, repeats: int | None) -> dict[str, float]:
+    """Run one measurement in this process and return its figures."""
+    import torch
+
+    from grounding.model import GroundingConfig, GroundingModel, compute_loss
+    from grounding.text.language_graph import batch_edge_index, sequential_edges
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    baseline_kb = _status_kb("VmRSS")
+    config = GroundingConfig.preset(preset)
+    bench = next(item for item in CONFIGS if item.preset == preset)
+    batch_size = {"infer-1": 1, "infer-32": 32, "train": bench.train_batch}[measurement]
+    if repeats is None:
+        heavy = config.num_clips >= 128
+        repeats = {"infer-1": 5 if heavy else 30, "infer-32": 3 if heavy else 10, "train": 3 if heavy else 5}[measurement]
+
+    model = GroundingModel(config)
+    clip_feats = torch.randn(batch_size, config.num_clips, config.input_dim)
+    clip_mask = torch.ones(batch_size, config.num_clips, dtype=torch.bool)
+    word_feats = torch.randn(batch_size, NUM_WORDS, config.text.input_dim)
+    word_mask = torch.ones(batch_size, NUM_WORDS, dtype=torch.bool)
+    word_edges = batch_edge_index([sequential_edges(NUM_WORDS)] * batch_size, NUM_WORDS)
+    inputs = (clip_feats, clip_mask, word_feats, word_mask, word_edges)
+    durations = torch.full((batch_size,), 30.0)
+    starts = torch.rand(batch_size) * 20.0
+    targets = torch.stack([starts, starts + 2.0 + torch.rand(batch_size) * 8.0], dim=1)
+
+    if measurement == "train":
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = compute_loss(model(*inputs), targets, durations, config.loss)
+            loss.backward()
+            optimizer.step()
+
+    else:
+        model.eval()
+
+        def step() -> None:
+            with torch.inference_mode():
+                model(*inputs)
+
+    step()  # warm-up: allocator, oneDNN primitives
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    peak_kb = _status_kb("VmHWM")
+    result = {
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "median_s": median,
+        "min_s": min(times),
+        "peak_rss_gb": peak_kb / 2**20,
+        "peak_rise_gb": (peak_kb - baseline_kb) / 2**20,
+    }
+    if measurement != "train":
+        result["ms_per_query"] = median * 1000.0 / batch_size
+    return result
+
+
+def measure(preset: str, measurement: str, threads: int, repeats: int | None, wait_policy: str) -> dict[str, float]:
+    """Run one measurement in a fresh subprocess (so its peak memory is its own)."""
+    command = [sys.executable, os.path.abspath(__file__), "--worker", preset, measurement, "--threads", str(threads)]
+    if repeats is not None:
+        command += ["--repeats", str(repeats)]
+    environment = dict(os.environ)
+    if wait_policy != "default":
+        environment["OMP_WAIT_POLICY"] = wait_policy
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{preset} {measurement} failed:\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _ratio(reference: float, ours: float) -> str:
+    return f"{reference / ours:.1f}x" if ours > 0 else "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--configs", default=",".join(item.preset for item in CONFIGS), help="comma-separated presets")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, as the reference)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default: by size)")
+    parser.add_argument(
+        "--omp-wait-policy",
+        default="default",
+        choices=("PASSIVE", "ACTIVE", "default"),
+        help="OMP_WAIT_POLICY of the workers ('default' leaves the environment alone; PASSIVE for a busy machine)",
+    )
+    parser.add_argument("--json", default=None, help="also write all figures to this JSON file")
+    parser.add_argument("--worker", nargs=2, metavar=("PRESET", "MEASUREMENT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        print(json.dumps(run_worker(args.worker[0], args.worker[1], args.threads, args.repeats)))
+        return 0
+
+    wanted = args.configs.split(",")
+    unknown = sorted(set(wanted) - {item.preset for item in CONFIGS})
+    if unknown:
+        parser.error(f"unknown configs {unknown}; choose from {[item.preset for item in CONFIGS]}")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    for bench in CONFIGS:
+        if bench.preset not in wanted:
+            continue
+        results[bench.preset] = {}
+        for measurement in MEASUREMENTS:
+            print(f"{bench.preset} {measurement} ...", file=sys.stderr, flush=True)
+            results[bench.preset][measurement] = measure(
+                bench.preset, measurement, args.threads, args.repeats, args.omp_wait_policy
+            )
+
+    header = (
+        f"{'config':34} | {'batch 1 ms/query':>24} | {'batch 32 ms/query':>24} | {'train step (batch)':>26} | peak memory GB (ours: RSS / rise)"
+    )
+    print(header)
+    print("-" * len(header))
+    for bench in CONFIGS:
+        if bench.preset not in results:
+            continue
+        figures = results[bench.preset]
+        one, many, train = figures["infer-1"], figures["infer-32"], figures["train"]
+        memory = "; ".join(
+            f"{name} ref {ref_gb:.1f} vs {figures[name]['peak_rss_gb']:.2f} / {figures[name]['peak_rise_gb']:.2f}"
+            for name, ref_gb in bench.ref_memory.items()
+        )
+        others = "; ".join(
+            f"{name} {figures[name]['peak_rss_gb']:.2f} / {figures[name]['peak_rise_gb']:.2f}"
+            for name in MEASUREMENTS
+            if name not in bench.ref_memory
+        )
+        print(
+            f"{bench.label:34} | "
+            f"{bench.ref_batch1_ms:7.1f} -> {one['ms_per_query']:6.1f} ({_ratio(bench.ref_batch1_ms, one['ms_per_query']):>6}) | "
+            f"{bench.ref_batch32_ms:7.1f} -> {many['ms_per_query']:6.1f} ({_ratio(bench.ref_batch32_ms, many['ms_per_query']):>6}) | "
+            f"{bench.ref_train_s:5.2f} -> {train['median_s']:5.2f} s ({_ratio(bench.ref_train_s, train['median_s']):>6}, b{train['batch_size']:.0f}) | "
+            f"{memory}; {others}"
+        )
+    print(f"threads {args.threads}; OMP_WAIT_POLICY {args.omp_wait_policy}; load average after: {os.getloadavg()}")
+    if args.json:
+        with open(args.json + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump({"threads": args.threads, "omp_wait_policy": args.omp_wait_policy, "results": results}, handle, indent=2)
+        os.replace(args.json + ".tmp", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

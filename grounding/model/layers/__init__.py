@@ -1,0 +1,16 @@
+"""Graph layers of the grounding model: GCNeXt over clips, syntactic attention over words, cross-modal matching."""
+
+from grounding.model.layers.gcnext import GCNeXtBlock, GroupedLinear, OrderingConv, knn_edges
+from grounding.model.layers.matching import BottleneckMLP, CrossModalMatching, ModalityGraphUpdate
+from grounding.model.layers.syntactic import SyntacticGraphConv
+
+__all__ = [
+    "BottleneckMLP",
+    "CrossModalMatching",
+    "GCNeXtBlock",
+    "GroupedLinear",
+    "ModalityGraphUpdate",
+    "OrderingConv",
+    "SyntacticGraphConv",
+    "knn_edges",
+]

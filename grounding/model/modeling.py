@@ -1,0 +1,518 @@
+"""The grounding model: VLG-Net's video, language and matching graphs, scored over 2D-TAN's sparse spans.
+
+Data path (B samples, T clips, L words, H hidden, M candidate spans)::
+
+    clip_feats (B, T, D) -> VideoGraphEncoder (Linear + LayerNorm + positions, GCNeXt blocks) -> (B, T, H)
+    word_feats (B, L, D_text) + language graph -> QueryGraphEncoder (Linear, LSTM?, syntactic layers) -> (B, L, H)
+    CrossModalMatching layers -> SpanHead -> GroundingOutput (span scores over M candidates, start/end logits)
+
+``encode_video`` does not see the query and ``encode_query`` does not see the video, so a ranking pass can
+encode each once and pair them with :meth:`GroundingModel.score_encoded`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from grounding.data.features import compress_ranges
+from grounding.errors import ConfigError, InputError
+from grounding.model.config import GroundingConfig
+from grounding.model.layers import CrossModalMatching, GCNeXtBlock, SyntacticGraphConv
+from grounding.model.outputs import GroundingOutput
+from grounding.model.spans import SpanHead, masked_attention_pool
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+MODEL_TYPE = "grounding-vlg"
+
+
+def sinusoidal_positions(num_positions: int, dim: int) -> Tensor:
+    """Transformer sinusoidal encodings: (num_positions, dim) float32, sines in even, cosines in odd columns."""
+    positions = torch.arange(num_positions, dtype=torch.float32)[:, None]
+    frequencies = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim)
+    table[:, 0::2] = torch.sin(positions * frequencies)
+    table[:, 1::2] = torch.cos(positions * frequencies)
+    return table
+
+
+class VideoGraphEncoder(nn.Module):
+    """Clip features to graph-contextualised clip states: ``Linear(D, H) -> LayerNorm -> + positions ->
+    GCNeXtBlock x num_layers``.
+
+    Args:
+        input_dim: D.
+        hidden_size: H.
+        num_clips: T, the length of the positional table.
+        num_layers: GCNeXt blocks (default 2).
+        knn_k, groups, width_per_group: see :class:`GCNeXtBlock`.
+        positional: ``"sinusoidal"``, ``"learned"`` or ``"none"``.
+        dropout: dropout after the projection and in the blocks.
+        share_layer_weights: one block applied ``num_layers`` times.
+
+    Shapes:
+        - input: clip_feats (B, T, D), clip_mask (B, T) bool True = real clip
+        - output: (B, T, H), zero at padded clips
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_size: int,
+        num_clips: int,
+        num_layers: int = 2,
+        knn_k: int = 3,
+        groups: int = 32,
+        width_per_group: int = 4,
+        positional: str = "sinusoidal",
+        dropout: float = 0.0,
+        share_layer_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.positional = positional
+        self.input_proj = nn.Linear(input_dim, hidden_size)
+        self.input_norm = nn.LayerNorm(hidden_size)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.position_embedding = nn.Embedding(num_clips, hidden_size) if positional == "learned" else None
+        if positional == "sinusoidal":
+            self.register_buffer("position_table", sinusoidal_positions(num_clips, hidden_size), persistent=False)
+        else:
+            self.register_buffer("position_table", None, persistent=False)
+        num_distinct = min(1, num_layers) if share_layer_weights else num_layers
+        self.layers = nn.ModuleList(
+            GCNeXtBlock(hidden_size, knn_k, groups, width_per_group, dropout) for _ in range(num_distinct)
+        )
+
+    def forward(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
+        states = self.input_norm(self.input_proj(clip_feats))
+        if self.position_embedding is not None:
+            states = states + self.position_embedding.weight[: states.shape[1]]
+        elif self.position_table is not None:
+            states = states + self.position_table[: states.shape[1]]
+        states = self.dropout(states) * clip_mask[..., None]
+        for depth in range(self.num_layers):
+            states = self.layers[0 if len(self.layers) == 1 else depth](states, clip_mask)
+        return states
+
+
+class QueryGraphEncoder(nn.Module):
+    """Word features to graph-contextualised word states: ``Linear(D_text, H) -> LayerNorm -> LSTM? ->
+    SyntacticGraphConv x num_layers`` over the language graph.
+
+    Args:
+        input_dim: D_text.
+        hidden_size: H.
+        lstm_layers: unidirectional LSTM layers (0 = none), run on packed sequences so padding is unseen.
+        num_layers: syntactic graph layers.
+        dropout: dropout after the projection, between LSTM layers and on the attention messages.
+        share_layer_weights: one syntactic layer applied ``num_layers`` times.
+
+    Shapes:
+        - input: word_feats (B, L, D_text), word_mask (B, L) bool True = real word (a prefix), edge_index
+          (2, E) over the flattened B*L words
+        - output: (B, L, H), zero at padded words
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_size: int,
+        lstm_layers: int = 0,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        share_layer_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.input_proj = nn.Linear(input_dim, hidden_size)
+        self.input_norm = nn.LayerNorm(hidden_size)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lstm = (
+            nn.LSTM(hidden_size, hidden_size, lstm_layers, batch_first=True, dropout=dropout if lstm_layers > 1 else 0.0)
+            if lstm_layers
+            else None
+        )
+        num_distinct = min(1, num_layers) if share_layer_weights else num_layers
+        self.layers = nn.ModuleList(SyntacticGraphConv(hidden_size, dropout) for _ in range(num_distinct))
+
+    def forward(self, word_feats: Tensor, word_mask: Tensor, edge_index: Tensor) -> Tensor:
+        batch_size, num_words, _ = word_feats.shape
+        states = self.dropout(self.input_norm(self.input_proj(word_feats))) * word_mask[..., None]
+        if self.lstm is not None:
+            lengths = word_mask.sum(dim=1).cpu()
+            packed = pack_padded_sequence(states, lengths, batch_first=True, enforce_sorted=False)
+            states = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=num_words)[0]
+        flat = states.reshape(batch_size * num_words, -1)  # (B*L, H)
+        for depth in range(self.num_layers):
+            flat = self.layers[0 if len(self.layers) == 1 else depth](flat, edge_index)
+        return flat.view(batch_size, num_words, -1) * word_mask[..., None]
+
+
+def _first_false_after_true(mask: Tensor) -> Tensor:
+    """(B,) bool: rows of a (B, N) bool mask that are not a prefix of Trues."""
+    return (mask[:, 1:] & ~mask[:, :-1]).any(dim=1)
+
+
+class GroundingModel(nn.Module):
+    """Temporal grounding with VLG-Net's graphs (Soldelli et al., 2021), made batched and mask-exact.
+
+    Args:
+        config: a :class:`GroundingConfig`; the only argument, as in ``transformers``.
+
+    Example::
+
+        >>> config = GroundingConfig.preset("charades-sta")
+        >>> model = GroundingModel(config).eval()
+        >>> output = model(clip_feats, clip_mask, word_feats, word_mask, word_edge_index)
+        >>> decode_spans(output, durations=[30.5], top_k=5)[0][0]   # Span(start, end, score), seconds
+    """
+
+    config_class = GroundingConfig
+
+    def __init__(self, config: GroundingConfig) -> None:
+        super().__init__()
+        if not isinstance(config, GroundingConfig):
+            raise ConfigError(f"GroundingModel takes a GroundingConfig, got {type(config).__name__}")
+        self.config = config
+        hidden = config.hidden_size
+        video, text, matching, span = config.video_graph, config.text, config.matching, config.span
+        self.video_encoder = VideoGraphEncoder(
+            config.input_dim,
+            hidden,
+            config.num_clips,
+            num_layers=video.num_layers,
+            knn_k=video.knn_k,
+            groups=video.groups,
+            width_per_group=video.width_per_group,
+            positional=video.positional,
+            dropout=video.dropout,
+            share_layer_weights=video.share_layer_weights,
+        )
+        self.query_encoder = QueryGraphEncoder(
+            text.input_dim,
+            hidden,
+            lstm_layers=text.lstm_layers,
+            num_layers=text.num_syntactic_layers,
+            dropout=text.dropout,
+            share_layer_weights=text.share_layer_weights,
+        )
+        num_matching = min(1, matching.num_layers) if matching.share_layer_weights else matching.num_layers
+        self.matching_layers = nn.ModuleList(
+            CrossModalMatching(
+                hidden,
+                knn_k=matching.knn_k,
+                groups=matching.groups,
+                width_per_group=matching.width_per_group,
+                dropout=matching.dropout,
+                use_ordering_edges=matching.use_ordering_edges,
+                use_semantic_edges=matching.use_semantic_edges,
+                use_matching_edges=matching.use_matching_edges,
+            )
+            for _ in range(num_matching)
+        )
+        self.span_head = SpanHead(
+            hidden,
+            config.num_clips,
+            span.pooling_counts,
+            moment_size=span.moment_size,
+            num_graph_layers=span.num_graph_layers,
+            pool_logit_bound=span.pool_logit_bound,
+            dropout=span.dropout,
+            use_boundary_score=span.use_boundary_score,
+            share_layer_weights=span.share_layer_weights,
+        )
+        self.video_projection = nn.Linear(hidden, hidden)
+        self.query_pool = nn.Linear(hidden, 1, bias=False)  # softmax logits: a bias would cancel
+        self.query_projection = nn.Linear(hidden, hidden)
+        self.pretrained_metadata: dict[str, Any] = {}
+
+    @property
+    def candidates(self) -> Tensor:
+        """(M, 2) int64 ``(start_clip, end_clip)`` inclusive, the spans every output scores."""
+        return self.span_head.candidates
+
+    # ----------------------------------------------------------------------------------------------------- checks
+    def _check_video_inputs(self, clip_feats: Any, clip_mask: Any) -> None:
+        config = self.config
+        if not isinstance(clip_feats, Tensor) or not clip_feats.is_floating_point() or clip_feats.ndim != 3:
+            shape = tuple(clip_feats.shape) if isinstance(clip_feats, Tensor) else type(clip_feats).__name__
+            raise InputError(f"clip_feats must be a float tensor of shape (B, T, D), got {shape}")
+        batch_size, num_clips, dim = clip_feats.shape
+        if dim != config.input_dim:
+            raise InputError(
+                f"clip_feats has {dim} features per clip, but this model expects input_dim={config.input_dim}; "
+                "extract features with the backbone the model was built for, or use a model with that input_dim"
+            )
+        if num_clips != config.num_clips:
+            raise InputError(
+                f"clip_feats has {num_clips} clips, but this model takes num_clips={config.num_clips}; resample "
+                f"or pad the features to {config.num_clips} clips (grounding.data.resample.resample_clips / pad_clips)"
+            )
+        if not isinstance(clip_mask, Tensor) or clip_mask.dtype != torch.bool or clip_mask.shape != (batch_size, num_clips):
+            shape = tuple(clip_mask.shape) if isinstance(clip_mask, Tensor) else type(clip_mask).__name__
+            raise InputError(f"clip_mask must be a bool tensor of shape (B, T) = ({batch_size}, {num_clips}), True = real clip; got {shape}")
+        empty = ~clip_mask.any(dim=1)
+        if empty.any():
+            raise InputError(f"clip_mask: sample {int(empty.nonzero()[0, 0])} has no real clip; drop it from the batch")
+        gaps = _first_false_after_true(clip_mask)
+        if gaps.any():
+            raise InputError(
+                f"clip_mask: sample {int(gaps.nonzero()[0, 0])} has padding before a real clip; real clips must "
+                "come first and padding last (grounding.data.resample.pad_clips)"
+            )
+        if not bool(torch.isfinite(clip_feats.sum())):  # one reduction; the exact check runs only on failure
+            bad = ~torch.isfinite(clip_feats).all(dim=-1) & clip_mask  # NaN in padding is ignored
+            if bad.any():
+                sample = int(bad.any(dim=1).nonzero()[0, 0])
+                clips = compress_ranges(bad[sample].nonzero()[:, 0].tolist())
+                raise InputError(f"clip_feats: sample {sample} has NaN or inf in clips {clips}; re-extract its features")
+
+    def _check_query_inputs(self, word_feats: Any, word_mask: Any, word_edge_index: Any) -> None:
+        config = self.config
+        if not isinstance(word_feats, Tensor) or not word_feats.is_floating_point() or word_feats.ndim != 3:
+            shape = tuple(word_feats.shape) if isinstance(word_feats, Tensor) else type(word_feats).__name__
+            raise InputError(f"word_feats must be a float tensor of shape (B, L, D_text), got {shape}")
+        batch_size, num_words, dim = word_feats.shape
+        if dim != config.text.input_dim:
+            raise InputError(
+                f"word_feats has {dim} features per word, but this model expects text.input_dim={config.text.input_dim}; "
+                "use the text encoder the model was built for"
+            )
+        if not isinstance(word_mask, Tensor) or word_mask.dtype != torch.bool or word_mask.shape != (batch_size, num_words):
+            shape = tuple(word_mask.shape) if isinstance(word_mask, Tensor) else type(word_mask).__name__
+            raise InputError(f"word_mask must be a bool tensor of shape (B, L) = ({batch_size}, {num_words}), True = real word; got {shape}")
+        empty = ~word_mask.any(dim=1)
+        if empty.any():
+            raise InputError(f"word_mask: sample {int(empty.nonzero()[0, 0])} has an empty query (no real word); every query needs a token")
+        gaps = _first_false_after_true(word_mask)
+        if gaps.any():
+            raise InputError(f"word_mask: sample {int(gaps.nonzero()[0, 0])} has padding before a real word; pad at the end")
+        if not bool(torch.isfinite(word_feats.sum())):
+            bad = ~torch.isfinite(word_feats).all(dim=-1) & word_mask
+            if bad.any():
+                sample = int(bad.any(dim=1).nonzero()[0, 0])
+                words = compress_ranges(bad[sample].nonzero()[:, 0].tolist())
+                raise InputError(f"word_feats: sample {sample} has NaN or inf at words {words}")
+        if (
+            not isinstance(word_edge_index, Tensor)
+            or word_edge_index.dtype not in (torch.int64, torch.int32)
+            or word_edge_index.ndim != 2
+            or word_edge_index.shape[0] != 2
+        ):
+            shape = tuple(word_edge_index.shape) if isinstance(word_edge_index, Tensor) else type(word_edge_index).__name__
+            raise InputError(f"word_edge_index must be an integer tensor of shape (2, E), got {shape}")
+        if word_edge_index.numel():
+            low, high = int(word_edge_index.min()), int(word_edge_index.max())
+            if low < 0 or high >= batch_size * num_words:
+                raise InputError(
+                    f"word_edge_index has node {low if low < 0 else high}, outside the {batch_size} x {num_words} "
+                    "flattened words; offset each sample's edges by sample * L (grounding.text.language_graph.batch_edge_index)"
+                )
+            flat_mask = word_mask.reshape(-1)
+            on_padding = ~(flat_mask[word_edge_index[0]] & flat_mask[word_edge_index[1]])
+            crossing = (word_edge_index[0] // num_words) != (word_edge_index[1] // num_words)
+            for problem, what in ((on_padding, "touches a padded word"), (crossing, "joins two samples")):
+                if problem.any():
+                    edge = word_edge_index[:, int(problem.nonzero()[0, 0])].tolist()
+                    raise InputError(
+                        f"word_edge_index: edge {edge[0]} -> {edge[1]} {what} (L = {num_words}); build the edges "
+                        "with grounding.text.language_graph.batch_edge_index"
+                    )
+
+    def check_inputs(
+        self, clip_feats: Tensor, clip_mask: Tensor, word_feats: Tensor, word_mask: Tensor, word_edge_index: Tensor
+    ) -> None:
+        """Raise :class:`InputError` naming the sample and the fix for any input :meth:`forward` cannot use:
+        wrong shapes or widths, masks that are not bool prefixes, a sample without clips or words, NaN/inf in
+        a real clip or word, edges outside their sample. Called by :meth:`forward`."""
+        self._check_video_inputs(clip_feats, clip_mask)
+        self._check_query_inputs(word_feats, word_mask, word_edge_index)
+        if clip_feats.shape[0] != word_feats.shape[0]:
+            raise InputError(
+                f"clip_feats has {clip_feats.shape[0]} samples but word_feats has {word_feats.shape[0]}; pass one query per video"
+            )
+
+    # --------------------------------------------------------------------------------------------------- forward
+    def encode_video(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
+        """Query-independent clip states.
+
+        Args:
+            clip_feats: (B, T, D) float, T = ``config.num_clips``.
+            clip_mask: (B, T) bool, True = real clip, real clips first.
+
+        Returns:
+            (B, T, H) float, zero at padded clips.
+        """
+        self._check_video_inputs(clip_feats, clip_mask)
+        return self._encode_video(clip_feats, clip_mask)
+
+    def encode_query(self, word_feats: Tensor, word_mask: Tensor, word_edge_index: Tensor) -> Tensor:
+        """Video-independent word states.
+
+        Args:
+            word_feats: (B, L, D_text) float.
+            word_mask: (B, L) bool, True = real word, real words first.
+            word_edge_index: (2, E) int64 language-graph edges over the flattened B*L words.
+
+        Returns:
+            (B, L, H) float, zero at padded words.
+        """
+        self._check_query_inputs(word_feats, word_mask, word_edge_index)
+        return self._encode_query(word_feats, word_mask, word_edge_index)
+
+    def _encode_video(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
+        clip_feats = clip_feats.masked_fill(~clip_mask[..., None], 0.0)  # padding may hold anything, even NaN
+        return self.video_encoder(clip_feats, clip_mask)
+
+    def _encode_query(self, word_feats: Tensor, word_mask: Tensor, word_edge_index: Tensor) -> Tensor:
+        word_feats = word_feats.masked_fill(~word_mask[..., None], 0.0)
+        return self.query_encoder(word_feats, word_mask, word_edge_index.long())
+
+    def score_encoded(self, clip_states: Tensor, clip_mask: Tensor, word_states: Tensor, word_mask: Tensor) -> GroundingOutput:
+        """Match encoded videos with encoded queries, pair by pair, and score every candidate span.
+
+        Args:
+            clip_states: (B, T, H) from :meth:`encode_video` (repeat a row to pair one video with many queries).
+            clip_mask: (B, T) bool, True = real clip.
+            word_states: (B, L, H) from :meth:`encode_query`.
+            word_mask: (B, L) bool, True = real word.
+
+        Returns:
+            :class:`GroundingOutput` with the retrieval embeddings filled in.
+        """
+        video_embedding = F.normalize(
+            self.video_projection(masked_attention_pool(clip_states, clip_mask, torch.zeros_like(clip_mask, dtype=clip_states.dtype))),
+            dim=-1,
+        )
+        query_embedding = F.normalize(
+            self.query_projection(masked_attention_pool(word_states, word_mask, self.query_pool(word_states).squeeze(-1))),
+            dim=-1,
+        )
+        for layer in self.matching_layers_in_order():
+            clip_states, word_states = layer(clip_states, clip_mask, word_states, word_mask)
+        output = self.span_head(clip_states, clip_mask, word_states, word_mask)
+        return replace(output, video_embedding=video_embedding, query_embedding=query_embedding)
+
+    def matching_layers_in_order(self) -> list[CrossModalMatching]:
+        """The matching layer applied at each depth (the same one repeated when weights are shared)."""
+        depth = self.config.matching.num_layers
+        if len(self.matching_layers) == 1:
+            return [self.matching_layers[0]] * depth
+        return list(self.matching_layers)
+
+    def forward(
+        self, clip_feats: Tensor, clip_mask: Tensor, word_feats: Tensor, word_mask: Tensor, word_edge_index: Tensor
+    ) -> GroundingOutput:
+        """Score every candidate span of each (video, query) pair.
+
+        Args:
+            clip_feats: (B, T, D) float clip features, T = ``config.num_clips``, D = ``config.input_dim``.
+            clip_mask: (B, T) bool, True = real clip; real clips first, padding last.
+            word_feats: (B, L, D_text) float word features from ``grounding.text``.
+            word_mask: (B, L) bool, True = real word; real words first.
+            word_edge_index: (2, E) int64 language-graph edges over the flattened B*L words (both directions,
+                none on padding).
+
+        Returns:
+            :class:`GroundingOutput`: span_logits / span_scores (B, M) over ``candidates`` (M, 2),
+            start_logits / end_logits (B, T), masks, and video/query embeddings (B, H).
+        """
+        self.check_inputs(clip_feats, clip_mask, word_feats, word_mask, word_edge_index)
+        clip_states = self._encode_video(clip_feats, clip_mask)
+        word_states = self._encode_query(word_feats, word_mask, word_edge_index)
+        return self.score_encoded(clip_states, clip_mask, word_states, word_mask)
+
+    # ------------------------------------------------------------------------------------------------ save / load
+    def save_pretrained(self, directory: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
+        """Write ``config.json`` (the config, plus optional JSON ``metadata`` such as the backbone and text
+        encoder names) and ``model.safetensors`` into ``directory``, each through a temporary file."""
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        payload = {"model_type": MODEL_TYPE, "config": self.config.to_dict(), "metadata": dict(metadata or {})}
+        config_tmp = target / (CONFIG_FILE + ".tmp")
+        config_tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        weights_tmp = target / (WEIGHTS_FILE + ".tmp")
+        state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
+        save_file(state, str(weights_tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
+        os.replace(weights_tmp, target / WEIGHTS_FILE)
+        os.replace(config_tmp, target / CONFIG_FILE)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike[str],
+        map_location: str | torch.device = "cpu",
+        config: GroundingConfig | None = None,
+    ) -> "GroundingModel":
+        """Rebuild a model saved by :meth:`save_pretrained`, in eval mode.
+
+        Args:
+            directory: the folder holding ``config.json`` and ``model.safetensors``.
+            map_location: device for the weights (default CPU).
+            config: build with this config instead of the saved one; the weights must fit it.
+
+        Raises:
+            InputError: a file is missing or unreadable.
+            ConfigError: the weights do not match the config (names the first differing weight and shapes).
+        """
+        source = Path(directory)
+        config_path, weights_path = source / CONFIG_FILE, source / WEIGHTS_FILE
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise InputError(f"checkpoint '{source}': {path.name} not found; save the model with save_pretrained")
+        try:
+            payload = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise InputError(f"checkpoint '{source}': {CONFIG_FILE} is not readable JSON ({error})") from None
+        if not isinstance(payload, dict) or payload.get("model_type") != MODEL_TYPE or "config" not in payload:
+            raise InputError(f"checkpoint '{source}': {CONFIG_FILE} is not a '{MODEL_TYPE}' model config")
+        if config is None:
+            config = GroundingConfig.from_dict(payload["config"])
+        model = cls(config)
+        expected = model.state_dict()
+        device = str(map_location)
+        try:
+            with safe_open(str(weights_path), framework="pt", device=device) as handle:
+                names = set(handle.keys())
+                unexpected = [name for name in sorted(names) if name not in expected]
+                if unexpected:
+                    raise ConfigError(
+                        f"checkpoint '{source}': weight '{unexpected[0]}' is not part of a model built from this config "
+                        f"({len(unexpected)} such weights); the weights were saved with a different config — load them "
+                        "with the config.json saved beside them"
+                    )
+                missing = [name for name in expected if name not in names]
+                if missing:
+                    raise ConfigError(
+                        f"checkpoint '{source}': weight '{missing[0]}' (shape {tuple(expected[missing[0]].shape)}) is "
+                        f"missing from {WEIGHTS_FILE} ({len(missing)} missing); the weights were saved with a different config"
+                    )
+                state = {}
+                for name, tensor in expected.items():  # model order: the first mismatch is the earliest layer's
+                    shape = tuple(handle.get_slice(name).get_shape())
+                    if shape != tuple(tensor.shape):
+                        raise ConfigError(
+                            f"checkpoint '{source}': weight '{name}' has shape {shape}, but the config builds "
+                            f"{tuple(tensor.shape)}; load it with the config.json saved beside it"
+                        )
+                    state[name] = handle.get_tensor(name)
+        except ConfigError:
+            raise
+        except Exception as error:  # safetensors raises its own error types for corrupt files
+            raise InputError(f"checkpoint '{source}': {WEIGHTS_FILE} is not readable ({error})") from None
+        model.load_state_dict(state, strict=True)
+        model.pretrained_metadata = dict(payload.get("metadata") or {})
+        return model.to(map_location).eval()

@@ -1,0 +1,162 @@
+"""grounding.inference.Grounder: checkpoint + text encoder + backbone -> spans in seconds.
+
+(grounding/inference.py sits beside grounding/training and is tested here with the same tiny world.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from grounding.data.features import open_feature_store
+from grounding.errors import InputError
+from grounding.inference import EncodedVideo, Grounder, score_map, time_profile
+from grounding.model import GroundingConfig, GroundingModel, Span
+from grounding.training.checkpoint import PIPELINE_KEY, PipelineInfo
+from grounding.video.backbones import register_backbone
+from tests.training import NUM_CLIPS, TINY_MODEL, single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
+
+
+class ChannelStats(nn.Module):
+    """(N, 3, H, W) -> (N, 6): per-channel mean, then per-channel (left half - right half) mean."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        half = pixels.shape[-1] // 2
+        left_minus_right = pixels[..., :half].mean(dim=(2, 3)) - pixels[..., half:].mean(dim=(2, 3))
+        return torch.cat([pixels.mean(dim=(2, 3)), left_minus_right], dim=1)
+
+
+@register_backbone("test-inference-stats", dim=6, mean=0.0, std=255.0, input_size=32)
+def channel_stats(device: str) -> nn.Module:
+    """Channel statistics: fast and exact, for inference tests."""
+    return ChannelStats()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_world(tmp_path_factory.mktemp("world"), num_videos=4, num_test=1)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = GroundingModel(GroundingConfig.from_dict(TINY_MODEL))
+    pipeline = PipelineInfo(text_encoder=f"glove:{world / 'glove.txt'}", syntax="sequential",
+                            backbone="test-inference-stats", clip_seconds=1.0, frames_per_clip=1, frame_size=32,
+                            resize="squash", nms=0.5, top_k=3)
+    folder = tmp_path_factory.mktemp("checkpoint")
+    model.save_pretrained(folder, metadata={PIPELINE_KEY: pipeline.to_json()})
+    return folder
+
+
+def write_video(path: Path, seconds: int = 4, fps: int = 4, size: int = 32) -> Path:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
+        for index in range(seconds * fps):
+            frame = np.full((size, size, 3), 20 + 12 * index, dtype=np.uint8)
+            frame[:, : size // 2, 0] = 200  # a red left half
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_ground_one_query_gives_sorted_spans_in_seconds(world: Path, checkpoint: Path) -> None:
+    grounder = Grounder.from_pretrained(checkpoint)
+    with open_feature_store(world / "features.h5") as store:
+        video = grounder.encode_features(store.get("v00"), duration=12.5, video_id="v00")
+    spans = grounder.ground(video, "a red ball jumps")
+    assert len(spans) == 3 and all(isinstance(span, Span) for span in spans)  # the checkpoint's top_k
+    assert [span.score for span in spans] == sorted((span.score for span in spans), reverse=True)
+    assert all(0.0 <= span.start < span.end <= 12.5 for span in spans)
+    clip = 12.5 / NUM_CLIPS
+    assert all(abs(span.start / clip - round(span.start / clip)) < 1e-9 for span in spans)  # on the clip grid
+
+
+def test_batched_queries_equal_one_at_a_time_and_reuse_the_video_encoding(world: Path, checkpoint: Path) -> None:
+    grounder = Grounder.from_pretrained(checkpoint)
+    with open_feature_store(world / "features.h5") as store:
+        video = grounder.encode_features(store.get("v01"), duration=14.0)
+    queries = ["a red ball jumps", "the blue box spins then the red ball jumps"]
+    together = grounder.ground(video, queries, top_k=5, nms_threshold=None)
+    states = video.clip_states
+    assert states is not None
+    alone = [grounder.ground(video, query, top_k=5, nms_threshold=None) for query in queries]
+    assert video.clip_states is states  # computed once
+    for batched, single in zip(together, alone):
+        assert [(s.start, s.end) for s in batched] == [(s.start, s.end) for s in single]
+        np.testing.assert_allclose([s.score for s in batched], [s.score for s in single], atol=1e-6)
+
+
+def test_plot_helpers_cover_the_video_and_scatter_candidates(world: Path, checkpoint: Path) -> None:
+    grounder = Grounder.from_pretrained(checkpoint)
+    with open_feature_store(world / "features.h5") as store:
+        video = grounder.encode_features(store.get("v02"), duration=8.0)
+    result = grounder.predict(video, ["a red ball jumps"])
+    times, scores = time_profile(result, 0, num_points=50)
+    assert times[0] == 0.0 and times[-1] == 8.0 and scores.shape == (50,)
+    best = float(result.output.span_scores[0].max())
+    assert scores.max() == pytest.approx(best)
+    image = score_map(result, 0)
+    candidates = result.output.candidates
+    assert image.shape == (NUM_CLIPS, NUM_CLIPS) and np.isnan(image[1, 0])  # end before start: no candidate
+    assert np.count_nonzero(~np.isnan(image)) == candidates.shape[0]
+    start, end = candidates[0].tolist()
+    assert image[start, end] == pytest.approx(float(result.output.span_scores[0, 0]))
+
+
+def test_video_file_is_encoded_like_grounding_extract(tmp_path: Path, checkpoint: Path) -> None:
+    from grounding.video.extract import ExtractionConfig, VideoSource, extract_features
+
+    video = write_video(tmp_path / "clip.mp4")
+    grounder = Grounder.from_pretrained(checkpoint)
+    encoded = grounder.encode_video(video)
+    extract_features([VideoSource("clip", video)], tmp_path / "f.h5",
+                     ExtractionConfig(backbone="test-inference-stats", clip_seconds=1.0, workers=0), progress=False)
+    with open_feature_store(tmp_path / "f.h5") as store:
+        from_file = grounder.encode_features(store.get("clip"), store.attrs("clip")["duration"], "clip")
+    assert encoded.video_id == "clip" and encoded.duration == pytest.approx(4.0)
+    assert torch.equal(encoded.clip_feats, from_file.clip_feats)
+    assert grounder.ground(video, "a red ball jumps") == grounder.ground(from_file, "a red ball jumps")
+
+
+def test_bad_inputs_are_input_errors(world: Path, checkpoint: Path, tmp_path: Path) -> None:
+    grounder = Grounder.from_pretrained(checkpoint)
+    with pytest.raises(InputError, match="has feature width D=5, but the model's input_dim gives D=6"):
+        grounder.encode_features(np.zeros((4, 5)), duration=3.0)
+    with pytest.raises(InputError, match="duration must be seconds > 0"):
+        grounder.encode_features(np.zeros((4, 6)), duration=0.0)
+    with pytest.raises(InputError, match="no such video file"):
+        grounder.encode_video(tmp_path / "missing.mp4")
+    with pytest.raises(InputError, match="video must be a file path or an EncodedVideo"):
+        grounder.ground(np.zeros((4, 6)), "a red ball jumps")
+    video = grounder.encode_features(np.zeros((4, 6)), duration=3.0)
+    with pytest.raises(InputError, match="query 0 is empty"):
+        grounder.ground(video, "  ")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(InputError, match="broken.mp4: cannot extract clip features"):
+        grounder.encode_video(broken)
+
+
+def test_a_checkpoint_without_a_backbone_cannot_take_videos(tmp_path: Path, world: Path) -> None:
+    model = GroundingModel(GroundingConfig.from_dict(TINY_MODEL))
+    grounder = Grounder(model, PipelineInfo(text_encoder=f"glove:{world / 'glove.txt'}"))
+    assert isinstance(grounder.encode_features(np.ones((3, 6)), 3.0), EncodedVideo)
+    with pytest.raises(InputError, match="records no frame backbone .* --features FILE --video-id ID"):
+        grounder.encode_video(write_video(tmp_path / "v.mp4"))
+
+
+def test_for_model_keeps_one_grounder_per_model(checkpoint: Path) -> None:
+    model = GroundingModel.from_pretrained(checkpoint)
+    assert Grounder.for_model(model) is Grounder.for_model(model)
+    assert Grounder.for_model(model).pipeline.backbone == "test-inference-stats"
+    assert "_grounder" not in dict(model.named_children())

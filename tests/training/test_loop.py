@@ -1,0 +1,162 @@
+"""The trainer on a tiny world: outputs, exact resume, determinism, schedules, refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from grounding.errors import ConfigError, InputError
+from grounding.model import GroundingModel
+from grounding.training.checkpoint import load_training_state
+from grounding.training.config import ExperimentConfig, TrainConfig, load_config
+from grounding.training.loop import csv_columns, lr_multiplier, train
+from tests.training import single_thread, tiny_config_tree, write_tiny_world  # noqa: F401 (single_thread: autouse)
+
+
+def tiny_config(world: Path, output_dir: Path, **train_values) -> ExperimentConfig:
+    return ExperimentConfig.from_dict(tiny_config_tree(world, output_dir, **train_values))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(world: Path, tmp_path_factory: pytest.TempPathFactory):
+    output = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    config = tiny_config(world, output)
+    return config, train(config)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_time(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key != "seconds"}
+
+
+def test_run_writes_config_logs_metrics_and_checkpoints(finished_run) -> None:
+    config, result = finished_run
+    run = result.run_dir
+    assert result.epochs_done == 2 and not result.stopped_early
+    assert load_config(run / "config.yaml") == config
+    rows = read_rows(run / "log.csv")
+    assert list(rows[0]) == csv_columns(["val", "test"])
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    steps_per_epoch = 3  # 12 training videos, 3 held out as val (val_fraction 0.25) -> 9 queries / batch 4
+    assert [int(row["step"]) for row in rows] == [steps_per_epoch, 2 * steps_per_epoch]
+    for epoch in (1, 2):
+        record = json.loads((run / "metrics" / f"epoch_{epoch:03d}.json").read_text())
+        assert record["epoch"] == epoch and set(record["loss"]) == {"total", "span", "boundary", "contrastive"}
+        assert record["metrics"]["val"]["num_queries"] == 3 and record["metrics"]["test"]["num_queries"] == 4
+        assert float(rows[epoch - 1]["test/R1@0.5"]) == record["metrics"]["test"]["R1@0.5"]
+    assert result.metrics == record["metrics"]
+    best_record = json.loads((run / "best" / "metrics.json").read_text())
+    assert best_record["epoch"] == result.best_epoch
+    assert best_record["metrics"]["val"]["R1@0.5"] == result.best_value
+    assert result.best_value == max(float(row["val/R1@0.5"]) for row in rows)
+    state = load_training_state(run / "last")
+    assert (state["epoch"], state["step"]) == (2, 2 * steps_per_epoch)
+    assert not (run / "best" / "training_state.json").exists()
+    model = GroundingModel.from_pretrained(run / "last")
+    pipeline = model.pretrained_metadata["pipeline"]
+    assert pipeline["text_encoder"] == config.data.text_encoder
+    assert (pipeline["backbone"], pipeline["clip_seconds"], pipeline["frame_size"]) == ("test-backbone", 1.0, 32)
+    assert pipeline["nms"] == 0.5
+    assert sorted(p.name for p in run.iterdir()) == ["best", "config.yaml", "last", "log.csv", "metrics"]
+
+
+def test_resume_after_a_stop_reaches_the_same_weights_and_metrics(world: Path, tmp_path: Path, finished_run) -> None:
+    _, reference = finished_run
+    output = tmp_path / "resumed"
+    first = train(tiny_config(world, output, stop_after_epoch=1))
+    assert first.stopped_early and first.epochs_done == 1
+    assert load_training_state(output / "last")["epoch"] == 1
+    assert not (output / "metrics" / "epoch_002.json").exists()
+    second = train(tiny_config(world, output), resume=True)  # stop_after_epoch may change on resume
+    assert second.epochs_done == 2 and not second.stopped_early
+    expected = load_file(reference.run_dir / "last" / "model.safetensors")
+    resumed = load_file(output / "last" / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    assert all(torch.equal(expected[name], resumed[name]) for name in expected)
+    for epoch in (1, 2):
+        name = f"metrics/epoch_{epoch:03d}.json"
+        assert without_time(json.loads((output / name).read_text())) == without_time(
+            json.loads((reference.run_dir / name).read_text())
+        )
+    assert (second.best_epoch, second.best_value) == (reference.best_epoch, reference.best_value)
+    assert len(read_rows(output / "log.csv")) == 2
+
+
+def test_two_identical_runs_give_identical_results(world: Path, tmp_path: Path, finished_run) -> None:
+    _, reference = finished_run
+    again = train(tiny_config(world, tmp_path / "again"))
+    assert again.metrics == reference.metrics
+    expected = load_file(reference.run_dir / "best" / "model.safetensors")
+    repeated = load_file(tmp_path / "again" / "best" / "model.safetensors")
+    assert all(torch.equal(expected[name], repeated[name]) for name in expected)
+
+
+def test_resume_refuses_another_config_and_a_fresh_start_refuses_an_existing_run(world: Path, finished_run) -> None:
+    config, result = finished_run
+    with pytest.raises(ConfigError, match=r"made with another config \(train\.lr: 0\.01 -> 0\.02\)"):
+        train(tiny_config(world, result.run_dir, lr=0.02), resume=True)
+    changed_model = config.to_dict()
+    changed_model["model"]["hidden_size"] = 32
+    with pytest.raises(ConfigError, match=r"model\.hidden_size: 16 -> 32"):
+        train(ExperimentConfig.from_dict(changed_model), resume=True)
+    with pytest.raises(ConfigError, match="already holds a run .* pass --resume"):
+        train(config)
+
+
+def test_resume_without_a_run_is_an_input_error(world: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="has no last/ checkpoint to resume"):
+        train(tiny_config(world, tmp_path / "nothing"), resume=True)
+
+
+def test_skipped_queries_are_listed_and_count_as_misses(world: Path, tmp_path: Path) -> None:
+    test_file = tmp_path / "test.jsonl"
+    lines = (world / "test.jsonl").read_text().splitlines()
+    lost = {"qid": 99, "query": "a red ball jumps", "vid": "not-extracted", "duration": 10.0,
+            "relevant_windows": [[1.0, 3.0]]}
+    test_file.write_text("\n".join(lines + [json.dumps(lost)]) + "\n")
+    tree = tiny_config_tree(world, tmp_path / "run", epochs=1)
+    tree["data"].update({"test": str(test_file)})
+    with pytest.raises(InputError, match="qid 99 asks about video 'not-extracted'"):
+        train(ExperimentConfig.from_dict(tree))
+    tree["data"]["skip_missing_videos"] = True
+    result = train(ExperimentConfig.from_dict(tree))
+    assert [(q.qid, q.video_id, q.split) for q in result.skipped] == [(99, "not-extracted", "test")]
+    assert json.loads((tmp_path / "run" / "skipped.json").read_text())[0]["qid"] == 99
+    assert result.metrics["test"]["num_queries"] == 5  # the skipped query stays in the denominator
+
+
+def test_width_mismatches_are_config_errors(world: Path, tmp_path: Path) -> None:
+    tree = tiny_config_tree(world, tmp_path / "a")
+    tree["model"] = {**tree["model"], "input_dim": 7}
+    with pytest.raises(ConfigError, match=r"holds 6-d clip features, but model\.input_dim is 7; set model\.input_dim"):
+        train(ExperimentConfig.from_dict(tree))
+    tree = tiny_config_tree(world, tmp_path / "b")
+    tree["model"] = {**tree["model"], "text": {"input_dim": 384}}
+    with pytest.raises(ConfigError, match=r"gives 8-d word features, but model\.text\.input_dim is 384"):
+        train(ExperimentConfig.from_dict(tree))
+
+
+def test_lr_schedules_by_hand() -> None:
+    cosine = lr_multiplier(TrainConfig(epochs=4, warmup_epochs=1.0, warmup_start_factor=0.0, min_lr_ratio=0.1), 10)
+    assert [cosine(step) for step in (0, 5, 10)] == [0.0, 0.5, 1.0]  # linear warm-up over 10 steps
+    assert cosine(25) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))  # half-way: 0.55
+    assert cosine(40) == pytest.approx(0.1)
+    step = lr_multiplier(TrainConfig(epochs=50, warmup_epochs=0.0, schedule="step", step_size=20, step_gamma=0.1), 7)
+    assert [step(s) for s in (0, 139, 140, 279, 280)] == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01])
+    constant = lr_multiplier(TrainConfig(epochs=3, warmup_epochs=0.5, schedule="constant"), 4)
+    assert [constant(s) for s in (0, 1, 2, 11)] == pytest.approx([0.01, 0.505, 1.0, 1.0])
