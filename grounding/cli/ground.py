@@ -88,7 +88,7 @@ def plot_result(result: Any, path: str | os.PathLike[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from grounding.inference import score_map, time_profile
+    from grounding.model.pipeline import score_map, time_profile
 
     num_queries = len(result.queries)
     figure, axes = plt.subplots(num_queries, 2, figsize=(11, 3.2 * num_queries), squeeze=False,
@@ -127,8 +127,7 @@ def plot_result(result: Any, path: str | os.PathLike[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from grounding.inference import Grounder
-    from grounding.training.checkpoint import find_checkpoint
+    from grounding.model.pipeline import Grounder, find_checkpoint
 
     if args.top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {args.top_k}")

@@ -7,6 +7,11 @@
     loss, parts = compute_loss(output, target_windows, durations, config.loss)
     spans = decode_spans(output, durations, top_k=5, nms_threshold=0.5)   # Span(start, end, score), seconds
 
+From a trained checkpoint, files and sentences in, spans in seconds out (grounding/model/pipeline.py)::
+
+    model = GroundingModel.from_pretrained("runs/charades")             # a run folder or its best/ or last/
+    spans = model.ground("video.mp4", "a person opens the door")        # [Span(start, end, score), ...]
+
 See docs/model.md for the architecture, the shapes and the measured speed.
 """
 
@@ -22,6 +27,7 @@ from grounding.model.config import (
 from grounding.model.losses import compute_loss
 from grounding.model.modeling import GroundingModel, QueryGraphEncoder, VideoGraphEncoder
 from grounding.model.outputs import GroundingOutput, Span
+from grounding.model.pipeline import EncodedVideo, Grounder, GroundingResult, PipelineInfo
 from grounding.model.spans import (
     SpanHead,
     candidate_adjacency,
@@ -34,11 +40,15 @@ from grounding.model.spans import (
 
 __all__ = [
     "PRESET_NAMES",
+    "EncodedVideo",
+    "Grounder",
     "GroundingConfig",
     "GroundingModel",
     "GroundingOutput",
+    "GroundingResult",
     "LossConfig",
     "MatchingConfig",
+    "PipelineInfo",
     "QueryGraphEncoder",
     "Span",
     "SpanConfig",

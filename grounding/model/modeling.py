@@ -6,8 +6,13 @@ Data path (B samples, T clips, L words, H hidden, M candidate spans)::
     word_feats (B, L, D_text) + language graph -> QueryGraphEncoder (Linear, LSTM?, syntactic layers) -> (B, L, H)
     CrossModalMatching layers -> SpanHead -> GroundingOutput (span scores over M candidates, start/end logits)
 
-``encode_video`` does not see the query and ``encode_query`` does not see the video, so a ranking pass can
+``encode_clips`` does not see the query and ``encode_query`` does not see the video, so a ranking pass can
 encode each once and pair them with :meth:`GroundingModel.score_encoded`.
+
+From files to spans (``grounding.model.pipeline``), on a checkpoint written by ``grounding train``::
+
+    model = GroundingModel.from_pretrained("runs/rendered-world")
+    spans = model.ground("video.mp4", "a person opens the door")   # [Span(start, end, score), ...] seconds
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import math
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 from safetensors import safe_open
@@ -36,6 +41,10 @@ from grounding.model.spans import SpanHead, masked_attention_pool
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_TYPE = "grounding-vlg"
+
+if TYPE_CHECKING:  # pipeline imports this module; the methods below import it lazily
+    from grounding.model.outputs import Span
+    from grounding.model.pipeline import EncodedVideo, Grounder
 
 
 def sinusoidal_positions(num_positions: int, dim: int) -> Tensor:
@@ -172,7 +181,16 @@ class GroundingModel(nn.Module):
     Args:
         config: a :class:`GroundingConfig`; the only argument, as in ``transformers``.
 
-    Example::
+    Three lines, from a checkpoint written by ``grounding train`` (a run folder or its ``best``/``last``)::
+
+        >>> model = GroundingModel.from_pretrained("runs/charades")
+        >>> spans = model.ground("video.mp4", "a person opens the door")
+        >>> spans[0]                                   # Span(start, end, score): seconds, best first
+
+    Many queries for one video share its encoding: ``video = model.encode_video("video.mp4")``, then
+    ``model.ground(video, query)`` for each query, or ``model.ground(video, [query, ...])`` in one batch.
+
+    Tensor level (features from ``grounding extract`` and ``grounding.text``)::
 
         >>> config = GroundingConfig.preset("charades-sta")
         >>> model = GroundingModel(config).eval()
@@ -346,8 +364,8 @@ class GroundingModel(nn.Module):
             )
 
     # --------------------------------------------------------------------------------------------------- forward
-    def encode_video(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
-        """Query-independent clip states.
+    def encode_clips(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
+        """Query-independent clip states (tensor level; :meth:`encode_video` takes a video file).
 
         Args:
             clip_feats: (B, T, D) float, T = ``config.num_clips``.
@@ -357,7 +375,7 @@ class GroundingModel(nn.Module):
             (B, T, H) float, zero at padded clips.
         """
         self._check_video_inputs(clip_feats, clip_mask)
-        return self._encode_video(clip_feats, clip_mask)
+        return self._encode_clips(clip_feats, clip_mask)
 
     def encode_query(self, word_feats: Tensor, word_mask: Tensor, word_edge_index: Tensor) -> Tensor:
         """Video-independent word states.
@@ -373,7 +391,7 @@ class GroundingModel(nn.Module):
         self._check_query_inputs(word_feats, word_mask, word_edge_index)
         return self._encode_query(word_feats, word_mask, word_edge_index)
 
-    def _encode_video(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
+    def _encode_clips(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
         clip_feats = clip_feats.masked_fill(~clip_mask[..., None], 0.0)  # padding may hold anything, even NaN
         return self.video_encoder(clip_feats, clip_mask)
 
@@ -385,7 +403,7 @@ class GroundingModel(nn.Module):
         """Match encoded videos with encoded queries, pair by pair, and score every candidate span.
 
         Args:
-            clip_states: (B, T, H) from :meth:`encode_video` (repeat a row to pair one video with many queries).
+            clip_states: (B, T, H) from :meth:`encode_clips` (repeat a row to pair one video with many queries).
             clip_mask: (B, T) bool, True = real clip.
             word_states: (B, L, H) from :meth:`encode_query`.
             word_mask: (B, L) bool, True = real word.
@@ -431,9 +449,65 @@ class GroundingModel(nn.Module):
             start_logits / end_logits (B, T), masks, and video/query embeddings (B, H).
         """
         self.check_inputs(clip_feats, clip_mask, word_feats, word_mask, word_edge_index)
-        clip_states = self._encode_video(clip_feats, clip_mask)
+        clip_states = self._encode_clips(clip_feats, clip_mask)
         word_states = self._encode_query(word_feats, word_mask, word_edge_index)
         return self.score_encoded(clip_states, clip_mask, word_states, word_mask)
+
+    # ------------------------------------------------------------------------------------------- files -> spans
+    def _pipeline_grounder(self, what: str) -> Grounder:
+        """The pipeline that turns files and sentences into model inputs, read from the checkpoint's metadata."""
+        from grounding.model.pipeline import PIPELINE_KEY, Grounder
+
+        if PIPELINE_KEY not in self.pretrained_metadata:
+            raise ConfigError(
+                f"GroundingModel.{what}: this model has no pipeline metadata (the text encoder, and the frame backbone "
+                f"with its extraction settings), so it cannot turn a video file or a sentence into model inputs. Load "
+                f"a checkpoint written by 'grounding train' with GroundingModel.from_pretrained(path), or save the model "
+                f"with save_pretrained(folder, metadata={{'{PIPELINE_KEY}': PipelineInfo(...).to_json()}}); with a "
+                f"pipeline you choose, use grounding.model.pipeline.Grounder(model, PipelineInfo(...)) and its "
+                f"encode_features(clip_feats, duration) for precomputed clip features"
+            )
+        return Grounder.for_model(self)
+
+    def encode_video(self, video: str | os.PathLike[str]) -> EncodedVideo:
+        """Decode a video file and encode it once for any number of :meth:`ground` calls.
+
+        Clip features come from the checkpoint's frame backbone with its extraction settings (as
+        ``grounding extract`` made them for training), resampled to ``config.num_clips``; the clip states are
+        computed on the first query and kept in the returned :class:`~grounding.model.pipeline.EncodedVideo`.
+        Puts the model in eval mode.
+
+        Raises:
+            ConfigError: the model was not loaded from a checkpoint with pipeline metadata.
+            InputError: the checkpoint records no backbone, or the file is missing or cannot be decoded.
+        """
+        return self._pipeline_grounder("encode_video").encode_video(video)
+
+    def ground(
+        self,
+        video: str | os.PathLike[str] | EncodedVideo,
+        query: str | Sequence[str],
+        top_k: int | None = None,
+        nms_threshold: float | None | str = "default",
+    ) -> list[Span] | list[list[Span]]:
+        """The best moments of ``video`` for a sentence (or for each of several).
+
+        Args:
+            video: a video file path, or an :class:`~grounding.model.pipeline.EncodedVideo` from
+                :meth:`encode_video` (reuse it across calls: decoding and the clip states are computed once).
+            query: one sentence, or Q sentences scored in one batch against the same video encoding.
+            top_k: spans per query (default: the checkpoint's ``top_k``).
+            nms_threshold: NMS IoU threshold; ``"default"`` = the checkpoint's; None = no NMS.
+
+        Returns:
+            For a string query, a list of ``Span(start, end, score)``: seconds within ``[0, duration]``, sorted by
+            score, best first. For a sequence of queries, one such list per query, in order.
+
+        Raises:
+            ConfigError: the model was not loaded from a checkpoint with pipeline metadata.
+            InputError: a bad video (see :meth:`encode_video`) or an unusable query.
+        """
+        return self._pipeline_grounder("ground").ground(video, query, top_k=top_k, nms_threshold=nms_threshold)
 
     # ------------------------------------------------------------------------------------------------ save / load
     def save_pretrained(self, directory: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
@@ -460,7 +534,8 @@ class GroundingModel(nn.Module):
         """Rebuild a model saved by :meth:`save_pretrained`, in eval mode.
 
         Args:
-            directory: the folder holding ``config.json`` and ``model.safetensors``.
+            directory: the folder holding ``config.json`` and ``model.safetensors``, or a ``grounding train`` run
+                folder (then its ``best``, else its ``last`` checkpoint).
             map_location: device for the weights (default CPU).
             config: build with this config instead of the saved one; the weights must fit it.
 
@@ -469,6 +544,10 @@ class GroundingModel(nn.Module):
             ConfigError: the weights do not match the config (names the first differing weight and shapes).
         """
         source = Path(directory)
+        if not (source / CONFIG_FILE).is_file() and any((source / name).is_dir() for name in ("best", "last")):
+            from grounding.model.pipeline import find_checkpoint
+
+            source = find_checkpoint(source)
         config_path, weights_path = source / CONFIG_FILE, source / WEIGHTS_FILE
         for path in (config_path, weights_path):
             if not path.is_file():

@@ -26,7 +26,6 @@ import math
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,67 +34,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from grounding.errors import ConfigError, InputError
+# The pipeline metadata and checkpoint lookup live with the model (grounding.model.pipeline uses them without
+# importing training); re-exported here for the trainer and existing imports.
+from grounding.model.pipeline import MODEL_FILES, PIPELINE_KEY, PipelineInfo, find_checkpoint  # noqa: F401
 
-PIPELINE_KEY = "pipeline"  # key of PipelineInfo in the metadata of config.json
 STATE_TENSORS_FILE = "training_state.safetensors"
 STATE_JSON_FILE = "training_state.json"
 METRICS_FILE = "metrics.json"
-MODEL_FILES = ("config.json", "model.safetensors")
 STATE_FORMAT_VERSION = 1
-
-
-@dataclass
-class PipelineInfo:
-    """What turns a video and a sentence into model inputs, saved with the weights (``metadata["pipeline"]`` of
-    the checkpoint's ``config.json``).
-
-    Attributes:
-        text_encoder: :func:`grounding.text.create_text_encoder` name (``minilm-l6``, ``hf:DIR``, ``glove:FILE``).
-        max_words: tokens kept per query.
-        syntax: language-graph mode (``auto``, ``dependency``, ``sequential``).
-        backbone: frame backbone of the clip features (``grounding extract --backbone``), or None when unknown
-            (then only ``--features`` inputs work).
-        clip_seconds: clip length in seconds used at extraction, or None.
-        frames_per_clip: frames averaged per clip at extraction, or None (the backbone's default).
-        frame_size: decoded frame side in pixels, or None (the backbone's input size).
-        resize: ``squash`` or ``crop``, or None (the extractor's default).
-        nms: NMS IoU threshold for decoding spans (None = off).
-        top_k: spans returned per query by default.
-    """
-
-    text_encoder: str = "minilm-l6"
-    max_words: int = 32
-    syntax: str = "auto"
-    backbone: str | None = None
-    clip_seconds: float | None = None
-    frames_per_clip: int | None = None
-    frame_size: int | None = None
-    resize: str | None = None
-    nms: float | None = 0.5
-    top_k: int = 5
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, values: Any, source: str = "config.json") -> PipelineInfo:
-        if not isinstance(values, Mapping):
-            raise InputError(f"{source}: metadata.{PIPELINE_KEY} must be a JSON object, got {type(values).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(
-                f"{source}: unknown metadata.{PIPELINE_KEY} keys {unknown}; was it written by a newer grounding?"
-            )
-        return cls(**dict(values))
-
-    @classmethod
-    def from_model(cls, model: Any) -> PipelineInfo:
-        """The pipeline saved with a model loaded by ``GroundingModel.from_pretrained`` (the defaults:
-        MiniLM-L6 and no known backbone, for a model without one)."""
-        metadata = getattr(model, "pretrained_metadata", None) or {}
-        values = metadata.get(PIPELINE_KEY)
-        return cls() if values is None else cls.from_json(values)
 
 
 # --- state dicts <-> (tensors, JSON) ---------------------------------------------------------------------------
@@ -227,32 +173,6 @@ def staging_directory(target: Path) -> Path:
         shutil.rmtree(staged)
     staged.mkdir(parents=True)
     return staged
-
-
-def find_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint folder ``path`` names: a checkpoint itself, or a run folder (its ``best``, else ``last``).
-
-    A folder interrupted mid-swap is found through its ``.old`` copy.
-
-    Raises:
-        InputError: nothing there holds a model.
-    """
-    folder = Path(path)
-
-    def complete(candidate: Path) -> bool:
-        return all((candidate / name).is_file() for name in MODEL_FILES)
-
-    candidates = [folder, folder.with_name(folder.name + ".old")]
-    candidates += [folder / name for name in ("best", "last", "best.old", "last.old")]
-    for candidate in candidates:
-        if candidate.is_dir() and complete(candidate):
-            return candidate
-    if not folder.exists():
-        raise InputError(f"checkpoint '{folder}': no such folder; pass a run folder or its best/ or last/ folder")
-    raise InputError(
-        f"checkpoint '{folder}': no {' + '.join(MODEL_FILES)} there nor in its best/ or last/ folders; pass a folder "
-        "written by 'grounding train' (or GroundingModel.save_pretrained)"
-    )
 
 
 def write_json(path: Path, payload: Any) -> None:

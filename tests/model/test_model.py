@@ -78,7 +78,7 @@ def test_padded_values_do_not_matter():
 def test_encode_then_score_equals_forward():
     model = _model()
     clip_feats, clip_mask, word_feats, word_mask, edges = make_batch([8, 6], [5, 4])
-    clip_states = model.encode_video(clip_feats, clip_mask)
+    clip_states = model.encode_clips(clip_feats, clip_mask)
     word_states = model.encode_query(word_feats, word_mask, edges)
     output = model.score_encoded(clip_states, clip_mask, word_states, word_mask)
     assert torch.equal(output.span_scores, model(clip_feats, clip_mask, word_feats, word_mask, edges).span_scores)
@@ -129,7 +129,7 @@ def test_shared_layer_weights_is_a_flag():
     once = _model(video_graph=VideoGraphConfig(num_layers=1, groups=4, width_per_group=4, dropout=0.0))
     once.video_encoder.load_state_dict(shared.video_encoder.state_dict())
     clip_feats, clip_mask, *_ = make_batch([8], [3])
-    assert not torch.allclose(shared.encode_video(clip_feats, clip_mask), once.encode_video(clip_feats, clip_mask))
+    assert not torch.allclose(shared.encode_clips(clip_feats, clip_mask), once.encode_clips(clip_feats, clip_mask))
 
 
 def test_a_tiny_batch_overfits():

@@ -1,11 +1,13 @@
-"""grounding.inference.Grounder: checkpoint + text encoder + backbone -> spans in seconds.
+"""grounding.model.pipeline (Grounder, GroundingModel.ground): checkpoint + text encoder + backbone -> spans in seconds.
 
-(grounding/inference.py sits beside grounding/training and is tested here with the same tiny world.)
+(Tested here with the tiny world and checkpoints that grounding.training writes; grounding.inference re-exports it.)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import shutil
 
 import numpy as np
 import pytest
@@ -13,9 +15,9 @@ import torch
 from torch import nn
 
 from grounding.data.features import open_feature_store
-from grounding.errors import InputError
-from grounding.inference import EncodedVideo, Grounder, score_map, time_profile
+from grounding.errors import ConfigError, InputError
 from grounding.model import GroundingConfig, GroundingModel, Span
+from grounding.model.pipeline import EncodedVideo, Grounder, score_map, time_profile
 from grounding.training.checkpoint import PIPELINE_KEY, PipelineInfo
 from grounding.video.backbones import register_backbone
 from tests.training import NUM_CLIPS, TINY_MODEL, single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
@@ -160,3 +162,68 @@ def test_for_model_keeps_one_grounder_per_model(checkpoint: Path) -> None:
     assert Grounder.for_model(model) is Grounder.for_model(model)
     assert Grounder.for_model(model).pipeline.backbone == "test-inference-stats"
     assert "_grounder" not in dict(model.named_children())
+
+
+def test_three_lines_on_a_run_folder(tmp_path: Path, checkpoint: Path) -> None:
+    shutil.copytree(checkpoint, tmp_path / "run" / "best")
+    model = GroundingModel.from_pretrained(tmp_path / "run")  # a run folder: its best/ checkpoint
+    spans = model.ground(write_video(tmp_path / "clip.mp4"), "a red ball jumps")
+    assert len(spans) == 3 and all(isinstance(span, Span) for span in spans)  # the checkpoint's top_k
+    assert [span.score for span in spans] == sorted((span.score for span in spans), reverse=True)
+    assert all(0.0 <= span.start < span.end <= 4.0 for span in spans)  # the video lasts 4 s
+    assert spans == Grounder.from_pretrained(checkpoint).ground(tmp_path / "clip.mp4", "a red ball jumps")
+
+
+def test_model_ground_batches_queries_on_one_video_encoding(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backbone_calls, clip_encodings = [], []
+    original_forward = ChannelStats.forward
+    monkeypatch.setattr(ChannelStats, "forward",
+                        lambda self, pixels: backbone_calls.append(1) or original_forward(self, pixels))
+    model = GroundingModel.from_pretrained(checkpoint)
+    original_encode_clips = model.encode_clips
+    monkeypatch.setattr(model, "encode_clips",
+                        lambda feats, mask: clip_encodings.append(1) or original_encode_clips(feats, mask))
+    video = model.encode_video(write_video(tmp_path / "clip.mp4"))
+    assert isinstance(video, EncodedVideo) and video.duration == pytest.approx(4.0)
+    decoded_calls = len(backbone_calls)
+    assert decoded_calls >= 1
+    queries = ["a red ball jumps", "the blue box spins then the red ball jumps"]
+    together = model.ground(video, queries, top_k=4, nms_threshold=None)
+    alone = [model.ground(video, query, top_k=4, nms_threshold=None) for query in queries]
+    assert len(backbone_calls) == decoded_calls and len(clip_encodings) == 1  # decoded once, clip states once
+    assert len(together) == 2 and all(len(spans) == 4 for spans in together)
+    for batched, single in zip(together, alone):
+        assert [(s.start, s.end) for s in batched] == [(s.start, s.end) for s in single]
+        np.testing.assert_allclose([s.score for s in batched], [s.score for s in single], atol=1e-6)
+        assert all(0.0 <= s.start < s.end <= 4.0 for s in batched)
+
+
+def test_a_model_without_pipeline_metadata_says_how_to_get_one(tmp_path: Path) -> None:
+    model = GroundingModel(GroundingConfig.from_dict(TINY_MODEL))
+    with pytest.raises(ConfigError, match=r"GroundingModel\.ground: this model has no pipeline metadata .*text "
+                                          r"encoder.*frame backbone.*from_pretrained.*encode_features"):
+        model.ground(tmp_path / "clip.mp4", "a red ball jumps")
+    with pytest.raises(ConfigError, match=r"GroundingModel\.encode_video: this model has no pipeline metadata"):
+        model.encode_video(tmp_path / "clip.mp4")
+
+
+def test_the_model_layer_does_not_import_training() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, grounding.model; "
+            "print(sorted(name for name in sys.modules if name.startswith('grounding.training')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_old_import_paths_still_work() -> None:
+    from grounding import inference
+    from grounding.model import pipeline
+    from grounding.training import checkpoint as training_checkpoint
+
+    assert inference.Grounder is pipeline.Grounder and inference.score_map is pipeline.score_map
+    assert training_checkpoint.PipelineInfo is pipeline.PipelineInfo
+    assert training_checkpoint.find_checkpoint is pipeline.find_checkpoint
