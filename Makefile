@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install test bench clean
+.PHONY: install test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
