@@ -260,6 +260,9 @@ class GroundingConfig:
             ``efficientnet-lite0-grid`` backbone; 1024 I3D, 500 C3D-PCA, 4096 C3D).
         num_clips: clips T per video the model takes; features are resampled to this grid (default 32).
         hidden_size: width H of every graph layer (default 256).
+        standardize_inputs: standardise clip and word features per dimension with the training set's mean and
+            std, which ``grounding train`` fits before the first step and the checkpoint keeps (default True;
+            see :class:`grounding.model.layers.FeatureStandardizer`). False: inputs go in unchanged.
         video_graph, text, matching, span, loss: the nested sections documented on their classes.
 
     Example::
@@ -272,6 +275,7 @@ class GroundingConfig:
     input_dim: int = 1280
     num_clips: int = 32
     hidden_size: int = 256
+    standardize_inputs: bool = True
     video_graph: VideoGraphConfig = field(default_factory=VideoGraphConfig)
     text: TextConfig = field(default_factory=TextConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
@@ -282,6 +286,7 @@ class GroundingConfig:
         _check_int("input_dim", self.input_dim, 1)
         _check_int("num_clips", self.num_clips, 1)
         _check_int("hidden_size", self.hidden_size, 2)
+        _check_bool("standardize_inputs", self.standardize_inputs)
         if self.hidden_size % 2:
             raise ConfigError(f"hidden_size must be even (sinusoidal encodings split it in halves), got {self.hidden_size}")
         for name, section_type in _SECTIONS.items():

@@ -34,7 +34,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from grounding.data.features import compress_ranges
 from grounding.errors import ConfigError, InputError
 from grounding.model.config import GroundingConfig
-from grounding.model.layers import CrossModalMatching, GCNeXtBlock, SyntacticGraphConv
+from grounding.model.layers import CrossModalMatching, FeatureStandardizer, GCNeXtBlock, SyntacticGraphConv
 from grounding.model.outputs import GroundingOutput
 from grounding.model.spans import SpanHead, masked_attention_pool
 
@@ -207,6 +207,8 @@ class GroundingModel(nn.Module):
         self.config = config
         hidden = config.hidden_size
         video, text, matching, span = config.video_graph, config.text, config.matching, config.span
+        self.clip_standardizer = FeatureStandardizer(config.input_dim)
+        self.word_standardizer = FeatureStandardizer(text.input_dim)
         self.video_encoder = VideoGraphEncoder(
             config.input_dim,
             hidden,
@@ -391,11 +393,26 @@ class GroundingModel(nn.Module):
         self._check_query_inputs(word_feats, word_mask, word_edge_index)
         return self._encode_query(word_feats, word_mask, word_edge_index)
 
+    @torch.no_grad()
+    def fit_input_statistics(self, clip_feats: Tensor, word_feats: Tensor) -> None:
+        """Fit the input standardisation (when ``config.standardize_inputs``) on training features.
+
+        Args:
+            clip_feats: (N, D) real clips of the training videos (as the model sees them: resampled).
+            word_feats: (M, D_text) real word features of the training sentences.
+        """
+        if not self.config.standardize_inputs:
+            return
+        self.clip_standardizer.fit(clip_feats.to(self.clip_standardizer.mean.device), "training clip features")
+        self.word_standardizer.fit(word_feats.to(self.word_standardizer.mean.device), "training word features")
+
     def _encode_clips(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
+        clip_feats = self.clip_standardizer(clip_feats)
         clip_feats = clip_feats.masked_fill(~clip_mask[..., None], 0.0)  # padding may hold anything, even NaN
         return self.video_encoder(clip_feats, clip_mask)
 
     def _encode_query(self, word_feats: Tensor, word_mask: Tensor, word_edge_index: Tensor) -> Tensor:
+        word_feats = self.word_standardizer(word_feats)
         word_feats = word_feats.masked_fill(~word_mask[..., None], 0.0)
         return self.query_encoder(word_feats, word_mask, word_edge_index.long())
 

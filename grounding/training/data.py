@@ -300,6 +300,14 @@ class GroundingDataset(Dataset):
         cached = self._clip_cache.get(video_id)
         return cached if cached is not None else self._load_clips(video_id)
 
+    def input_rows(self) -> tuple[Tensor, Tensor]:
+        """What the model's input standardisation is fitted on: ``(clips (N, D), words (M, D_text))``, every
+        clip of every video of the split (resampled, once per video) and every word of every distinct sentence."""
+        video_ids = list(dict.fromkeys(record.video_id for record in self.records))
+        clips = torch.cat([self.clip_feats(video_id) for video_id in video_ids])
+        words = torch.cat([self.bank.get_index(index)[0] for index in sorted(set(self._sentence_index))])
+        return clips, words
+
     def annotation_set(self) -> AnnotationSet:
         """The kept records as an AnnotationSet (what evaluation scores against)."""
         return AnnotationSet(path=self.source or self.split, format="records", records=list(self.records))

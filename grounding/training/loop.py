@@ -435,6 +435,9 @@ class Trainer:
             _note(f"{len(skipped)} queries skipped (video not in the feature file); see skipped.json", context)
 
         model = GroundingModel(config.model).to(device)
+        if not self.resume:  # a resumed run takes the statistics from its checkpoint
+            clip_rows, word_rows = train_split.dataset.input_rows()
+            model.fit_input_statistics(clip_rows, word_rows)
         wrapped: nn.Module = model
         if context.is_distributed:
             # DDP broadcasts buffers from rank 0 and cannot send sparse ones; those are constants built from the

@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from grounding.errors import InputError
 from grounding.model.layers import (
+    FeatureStandardizer,
     CrossModalMatching,
     GCNeXtBlock,
     GroupedLinear,
@@ -180,3 +182,22 @@ def test_scatter_helpers_hand_example():
     assert scatter_sum(messages, targets, 3).tolist() == [[4.0, -12.0], [0.0, 0.0], [2.0, 4.0]]
     weights = edge_softmax(torch.tensor([0.0, math.log(3.0), 5.0]), targets, 3)
     assert torch.allclose(weights, torch.tensor([0.25, 0.75, 1.0]))
+
+
+def test_feature_standardizer_fits_mean_and_spread_and_floors_dead_dimensions() -> None:
+    standardizer = FeatureStandardizer(3)
+    rows = torch.tensor([[1.0, 10.0, 5.0], [3.0, 30.0, 5.0], [5.0, 50.0, 5.0]])
+    assert torch.equal(standardizer(rows), rows)  # the identity until fitted
+    standardizer.fit(rows)
+    # By hand: means 3, 30, 5; sample stds 2, 20, 0 -> floored at 1 % of the mean spread (22 / 3 / 100).
+    assert torch.allclose(standardizer.mean, torch.tensor([3.0, 30.0, 5.0]))
+    assert torch.allclose(standardizer.std, torch.tensor([2.0, 20.0, 22.0 / 300.0]))
+    assert torch.allclose(standardizer(rows)[:, :2], torch.tensor([[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0]]))
+    assert torch.allclose(standardizer(torch.tensor([[3.0, 30.0, 5.5]]))[0, 2], torch.tensor(0.5 * 300 / 22))
+    assert set(standardizer.state_dict()) == {"mean", "std"}
+    with pytest.raises(InputError, match=r"expected \(N, 3\)"):
+        standardizer.fit(torch.zeros(4, 2))
+    with pytest.raises(InputError, match="at least 2 rows"):
+        standardizer.fit(torch.zeros(1, 3))
+    with pytest.raises(InputError, match="NaN"):
+        standardizer.fit(torch.tensor([[1.0, 2.0, float("nan")], [1.0, 2.0, 3.0]]))

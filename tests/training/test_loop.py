@@ -15,7 +15,8 @@ from grounding.errors import ConfigError, InputError
 from grounding.model import GroundingModel
 from grounding.training.checkpoint import load_training_state
 from grounding.training.config import ExperimentConfig, TrainConfig, load_config
-from grounding.training.loop import csv_columns, lr_multiplier, train
+from grounding.data import open_feature_store
+from grounding.training.loop import Trainer, csv_columns, lr_multiplier, train
 from tests.training import single_thread, tiny_config_tree, write_tiny_world  # noqa: F401 (single_thread: autouse)
 
 
@@ -33,6 +34,17 @@ def finished_run(world: Path, tmp_path_factory: pytest.TempPathFactory):
     output = tmp_path_factory.mktemp("runs") / "uninterrupted"
     config = tiny_config(world, output)
     return config, train(config)
+
+
+def result_train_rows(config: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training split's clip and word rows, rebuilt the way the trainer builds them."""
+    trainer = Trainer(config)
+    store = open_feature_store(config.data.resolve(config.data.features))
+    try:
+        train_split, _ = trainer._build_data(store)
+        return train_split.dataset.input_rows()
+    finally:
+        store.close()
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -72,6 +84,12 @@ def test_run_writes_config_logs_metrics_and_checkpoints(finished_run) -> None:
     assert pipeline["text_encoder"] == config.data.text_encoder
     assert (pipeline["backbone"], pipeline["clip_seconds"], pipeline["frame_size"]) == ("test-backbone", 1.0, 32)
     assert pipeline["nms"] == 0.5
+    # The input standardisation was fitted on the training split's clips and words, and travels with the model.
+    clip_rows, word_rows = result_train_rows(config)
+    assert torch.allclose(model.clip_standardizer.mean, clip_rows.mean(dim=0), atol=1e-5)
+    floor = float(word_rows.std(dim=0).mean()) * 1e-2
+    assert torch.allclose(model.word_standardizer.std, word_rows.std(dim=0).clamp_min(floor), rtol=1e-4)
+    assert not torch.allclose(model.clip_standardizer.std, torch.ones_like(model.clip_standardizer.std))
     assert sorted(p.name for p in run.iterdir()) == ["best", "config.yaml", "last", "log.csv", "metrics"]
 
 

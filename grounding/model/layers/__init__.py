@@ -1,12 +1,15 @@
-"""Graph layers of the grounding model: GCNeXt over clips, syntactic attention over words, cross-modal matching."""
+"""Layers of the grounding model: input standardisation, GCNeXt over clips, syntactic attention over words,
+cross-modal matching."""
 
 from grounding.model.layers.gcnext import GCNeXtBlock, GroupedLinear, OrderingConv, knn_edges
 from grounding.model.layers.matching import BottleneckMLP, CrossModalMatching, ModalityGraphUpdate
+from grounding.model.layers.standardize import FeatureStandardizer
 from grounding.model.layers.syntactic import SyntacticGraphConv
 
 __all__ = [
     "BottleneckMLP",
     "CrossModalMatching",
+    "FeatureStandardizer",
     "GCNeXtBlock",
     "GroupedLinear",
     "ModalityGraphUpdate",
