@@ -1,7 +1,7 @@
 """Configuration of :class:`grounding.model.GroundingModel`: one dataclass per part, checked on construction.
 
-Defaults are the rendered world's settings (EfficientNet-Lite0 clip features, MiniLM word features, 32 clips,
-hidden size 256). :meth:`GroundingConfig.preset` returns VLG-Net's published settings for Charades-STA,
+Defaults are the rendered world's settings (2560-d ``efficientnet-lite0-motion`` clip features, MiniLM word
+features, 32 clips, hidden size 256). :meth:`GroundingConfig.preset` returns VLG-Net's published settings for Charades-STA,
 ActivityNet Captions and TACoS (``configs/*.yml`` of Soldelli/VLG-Net), which the YAML files in ``configs/``
 mirror.
 
@@ -256,8 +256,9 @@ class GroundingConfig:
     """Everything that shapes a :class:`grounding.model.GroundingModel` (and its loss).
 
     Args:
-        input_dim: width D of the clip features (default 1280: EfficientNet-Lite0 pooled; 5120 for the
-            ``efficientnet-lite0-grid`` backbone; 1024 I3D, 500 C3D-PCA, 4096 C3D).
+        input_dim: width D of the clip features (default 2560: the ``efficientnet-lite0-motion`` backbone the
+            rendered world is extracted with; 1280 for the plain ``efficientnet-lite0``, 5120 for
+            ``efficientnet-lite0-grid``; 1024 I3D, 500 C3D-PCA, 4096 C3D).
         num_clips: clips T per video the model takes; features are resampled to this grid (default 32).
         hidden_size: width H of every graph layer (default 256).
         standardize_inputs: standardise clip and word features per dimension with the training set's mean and
@@ -272,7 +273,7 @@ class GroundingConfig:
         True
     """
 
-    input_dim: int = 1280
+    input_dim: int = 2560
     num_clips: int = 32
     hidden_size: int = 256
     standardize_inputs: bool = True

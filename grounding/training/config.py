@@ -116,7 +116,7 @@ class DataConfig:
     """Where the data is and how it becomes model inputs.
 
     Defaults are the rendered world of ``grounding synth --out worlds/w300`` with its features extracted to
-    ``worlds/w300/features.h5`` (Charades-STA style ``train.txt`` / ``test.txt`` / ``test_novel.txt`` and
+    ``worlds/w300/features-motion.h5`` by ``grounding extract --backbone efficientnet-lite0-motion`` (Charades-STA style ``train.txt`` / ``test.txt`` / ``test_novel.txt`` and
     ``durations.csv``; 10 % of the training videos held out as val). Relative paths are relative to ``root``
     (itself relative to the working directory); absolute paths stay.
     The number of clips per video is ``model.num_clips`` (features are resampled to it with
@@ -159,7 +159,7 @@ class DataConfig:
     val_fraction: float = 0.1
     format: str | None = "charades-sta"
     durations: list[str] = field(default_factory=lambda: ["durations.csv"])
-    features: str = "features.h5"
+    features: str = "features-motion.h5"
     skip_missing_videos: bool = False
     cache_features: bool = True
     text_encoder: str = "minilm-l6"

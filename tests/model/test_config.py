@@ -10,7 +10,7 @@ from grounding.model import PRESET_NAMES, GroundingConfig, SpanConfig, VideoGrap
 
 def test_defaults_are_the_rendered_world():
     config = GroundingConfig()
-    assert (config.input_dim, config.num_clips, config.hidden_size) == (1280, 32, 256)
+    assert (config.input_dim, config.num_clips, config.hidden_size) == (2560, 32, 256)
     assert config.text.input_dim == 384
     assert GroundingConfig.preset("rendered-world") == config
 
