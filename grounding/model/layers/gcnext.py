@@ -4,8 +4,10 @@
   with per-sample offsets (``torch_geometric.nn.knn_graph`` would need pyg-lib).
 - :func:`scatter_max`, :func:`edge_softmax`: aggregation over an ``edge_index`` (PyG's conventions: row 0
   the source j, row 1 the target i), in plain torch. The graph layers follow PyG's layer style but do not
-  subclass ``MessagePassing``: importing ``torch_geometric`` costs about a second and 120 MB of resident
-  memory (it loads ``torch._dynamo``), more than a whole Charades-STA training step needs.
+  subclass ``MessagePassing``: importing ``torch_geometric`` costs 1-3 s and ~115 MB of resident memory (it
+  loads ``torch._dynamo``), more than a whole Charades-STA training step needs. ``tests/model/test_pyg_parity.py``
+  checks them against PyG: these helpers against ``torch_geometric.utils``, :class:`GCNeXtBlock` against
+  ``EdgeConv(aggr="max")`` on the same edges.
 - :class:`GroupedLinear`: a block-diagonal linear map, the 1x1 grouped convolution of ResNeXt bottlenecks.
 - :class:`OrderingConv`: the bottleneck with a grouped kernel-3 convolution along the order (edges i <-> i+1).
 - :class:`GCNeXtBlock`: ``x' = relu(x + ordering(x) + max_{j in kNN(i)} h([x_j - x_i ; x_i]))``.
