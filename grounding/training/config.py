@@ -240,8 +240,8 @@ class TrainConfig:
     """How to optimise, evaluate and save.
 
     Args:
-        epochs: passes over the training split (default 30).
-        batch_size: queries per optimiser step, over all processes (default 32; each of W torchrun processes
+        epochs: passes over the training split (default 20).
+        batch_size: queries per optimiser step, over all processes (default 16; each of W torchrun processes
             takes ``batch_size / W``, which must divide evenly).
         eval_batch_size: queries per forward pass when evaluating (default 64).
         lr: peak learning rate of AdamW (default 1e-3).
@@ -273,8 +273,8 @@ class TrainConfig:
         progress: tqdm progress bars on stderr (default true).
     """
 
-    epochs: int = 30
-    batch_size: int = 32
+    epochs: int = 20
+    batch_size: int = 16
     eval_batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
