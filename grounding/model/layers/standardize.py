@@ -43,7 +43,7 @@ class FeatureStandardizer(nn.Module):
         deviation at test time is not blown up.
         """
         if feats.ndim != 2 or feats.shape[1] != self.dim:
-            raise InputError(f"{what}: expected ({'N'}, {self.dim}) rows to fit statistics on, got {tuple(feats.shape)}")
+            raise InputError(f"{what}: expected (N, {self.dim}) rows to fit statistics on, got {tuple(feats.shape)}")
         if feats.shape[0] < 2:
             raise InputError(f"{what}: need at least 2 rows to fit statistics on, got {feats.shape[0]}")
         feats = feats.double()
