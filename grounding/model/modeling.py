@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import torch
 from safetensors import safe_open
@@ -394,17 +394,18 @@ class GroundingModel(nn.Module):
         return self._encode_query(word_feats, word_mask, word_edge_index)
 
     @torch.no_grad()
-    def fit_input_statistics(self, clip_feats: Tensor, word_feats: Tensor) -> None:
+    def fit_input_statistics(self, clip_feats: Tensor | Iterable[Tensor], word_feats: Tensor | Iterable[Tensor]) -> None:
         """Fit the input standardisation (when ``config.standardize_inputs``) on training features.
 
         Args:
-            clip_feats: (N, D) real clips of the training videos (as the model sees them: resampled).
-            word_feats: (M, D_text) real word features of the training sentences.
+            clip_feats: (N, D) real clips of the training videos (as the model sees them: resampled), or chunks
+                of such rows (one per video).
+            word_feats: (M, D_text) real word features of the training sentences, or chunks (one per sentence).
         """
         if not self.config.standardize_inputs:
             return
-        self.clip_standardizer.fit(clip_feats.to(self.clip_standardizer.mean.device), "training clip features")
-        self.word_standardizer.fit(word_feats.to(self.word_standardizer.mean.device), "training word features")
+        self.clip_standardizer.fit(clip_feats, "training clip features")
+        self.word_standardizer.fit(word_feats, "training word features")
 
     def _encode_clips(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
         clip_feats = self.clip_standardizer(clip_feats)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -300,12 +300,13 @@ class GroundingDataset(Dataset):
         cached = self._clip_cache.get(video_id)
         return cached if cached is not None else self._load_clips(video_id)
 
-    def input_rows(self) -> tuple[Tensor, Tensor]:
-        """What the model's input standardisation is fitted on: ``(clips (N, D), words (M, D_text))``, every
-        clip of every video of the split (resampled, once per video) and every word of every distinct sentence."""
+    def input_chunks(self) -> tuple[Iterator[Tensor], Iterator[Tensor]]:
+        """What the model's input standardisation is fitted on, lazily: every video of the split once (its
+        resampled (T, D) clips) and every distinct sentence once (its (L_i, D_text) words)."""
         video_ids = list(dict.fromkeys(record.video_id for record in self.records))
-        clips = torch.cat([self.clip_feats(video_id) for video_id in video_ids])
-        words = torch.cat([self.bank.get_index(index)[0] for index in sorted(set(self._sentence_index))])
+        sentences = sorted(set(self._sentence_index))
+        clips = (self.clip_feats(video_id) for video_id in video_ids)
+        words = (self.bank.get_index(index)[0] for index in sentences)
         return clips, words
 
     def annotation_set(self) -> AnnotationSet:

@@ -436,8 +436,7 @@ class Trainer:
 
         model = GroundingModel(config.model).to(device)
         if not self.resume:  # a resumed run takes the statistics from its checkpoint
-            clip_rows, word_rows = train_split.dataset.input_rows()
-            model.fit_input_statistics(clip_rows, word_rows)
+            model.fit_input_statistics(*train_split.dataset.input_chunks())
         wrapped: nn.Module = model
         if context.is_distributed:
             # DDP broadcasts buffers from rank 0 and cannot send sparse ones; those are constants built from the

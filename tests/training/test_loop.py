@@ -42,7 +42,8 @@ def result_train_rows(config: ExperimentConfig) -> tuple[torch.Tensor, torch.Ten
     store = open_feature_store(config.data.resolve(config.data.features))
     try:
         train_split, _ = trainer._build_data(store)
-        return train_split.dataset.input_rows()
+        clips, words = train_split.dataset.input_chunks()
+        return torch.cat(list(clips)), torch.cat(list(words))
     finally:
         store.close()
 

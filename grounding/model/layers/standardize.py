@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -36,22 +38,32 @@ class FeatureStandardizer(nn.Module):
         self.register_buffer("std", torch.ones(dim))
 
     @torch.no_grad()
-    def fit(self, feats: Tensor, what: str = "features") -> None:
-        """Set the statistics from ``feats`` (N, D), N >= 2 rows of training features.
+    def fit(self, feats: Tensor | Iterable[Tensor], what: str = "features") -> None:
+        """Set the statistics from training features: one (N, D) tensor, or chunks of (N_i, D) rows (one per
+        video, say), accumulated in float64 so that no copy of the whole training set is ever built. At least 2
+        rows in all.
 
         Dimensions that barely vary (a dead channel) get a floor of 1 % of the mean spread, so that a small
         deviation at test time is not blown up.
         """
-        if feats.ndim != 2 or feats.shape[1] != self.dim:
-            raise InputError(f"{what}: expected (N, {self.dim}) rows to fit statistics on, got {tuple(feats.shape)}")
-        if feats.shape[0] < 2:
-            raise InputError(f"{what}: need at least 2 rows to fit statistics on, got {feats.shape[0]}")
-        feats = feats.double()
-        if not torch.isfinite(feats).all():
-            raise InputError(f"{what}: the training features hold NaN or infinite values; fix the feature file")
-        std = feats.std(dim=0)
+        chunks = [feats] if isinstance(feats, Tensor) else feats
+        count, total, total_squares = 0, None, None
+        for chunk in chunks:
+            if chunk.ndim != 2 or chunk.shape[1] != self.dim:
+                raise InputError(f"{what}: expected (N, {self.dim}) rows to fit statistics on, got {tuple(chunk.shape)}")
+            chunk = chunk.double()
+            if not torch.isfinite(chunk).all():
+                raise InputError(f"{what}: the training features hold NaN or infinite values; fix the feature file")
+            count += chunk.shape[0]
+            total = chunk.sum(dim=0) if total is None else total + chunk.sum(dim=0)
+            squares = chunk.square().sum(dim=0)
+            total_squares = squares if total_squares is None else total_squares + squares
+        if count < 2 or total is None or total_squares is None:
+            raise InputError(f"{what}: need at least 2 rows to fit statistics on, got {count}")
+        mean = total / count
+        std = ((total_squares - count * mean.square()).clamp_min(0.0) / (count - 1)).sqrt()  # sample std
         floor = max(float(std.mean()) * 1e-2, 1e-6)
-        self.mean.copy_(feats.mean(dim=0).to(self.mean.dtype))
+        self.mean.copy_(mean.to(self.mean.dtype))
         self.std.copy_(std.clamp_min(floor).to(self.std.dtype))
 
     def forward(self, feats: Tensor) -> Tensor:
