@@ -264,6 +264,9 @@ class GroundingConfig:
         standardize_inputs: standardise clip and word features per dimension with the training set's mean and
             std, which ``grounding train`` fits before the first step and the checkpoint keeps (default True;
             see :class:`grounding.model.layers.FeatureStandardizer`). False: inputs go in unchanged.
+        input_dropout: dropout on the (standardised) clip features before the video projection, in training
+            only (default 0.0). Frozen features of few videos are easy to memorise; Moment-DETR drops 50 % of
+            its input features for the same reason.
         video_graph, text, matching, span, loss: the nested sections documented on their classes.
 
     Example::
@@ -277,6 +280,7 @@ class GroundingConfig:
     num_clips: int = 32
     hidden_size: int = 256
     standardize_inputs: bool = True
+    input_dropout: float = 0.0
     video_graph: VideoGraphConfig = field(default_factory=VideoGraphConfig)
     text: TextConfig = field(default_factory=TextConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
@@ -288,6 +292,7 @@ class GroundingConfig:
         _check_int("num_clips", self.num_clips, 1)
         _check_int("hidden_size", self.hidden_size, 2)
         _check_bool("standardize_inputs", self.standardize_inputs)
+        _check_float("input_dropout", self.input_dropout, 0.0, 0.9)
         if self.hidden_size % 2:
             raise ConfigError(f"hidden_size must be even (sinusoidal encodings split it in halves), got {self.hidden_size}")
         for name, section_type in _SECTIONS.items():

@@ -209,6 +209,7 @@ class GroundingModel(nn.Module):
         video, text, matching, span = config.video_graph, config.text, config.matching, config.span
         self.clip_standardizer = FeatureStandardizer(config.input_dim)
         self.word_standardizer = FeatureStandardizer(text.input_dim)
+        self.input_dropout = nn.Dropout(config.input_dropout) if config.input_dropout > 0 else nn.Identity()
         self.video_encoder = VideoGraphEncoder(
             config.input_dim,
             hidden,
@@ -410,7 +411,7 @@ class GroundingModel(nn.Module):
     def _encode_clips(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
         clip_feats = self.clip_standardizer(clip_feats)
         clip_feats = clip_feats.masked_fill(~clip_mask[..., None], 0.0)  # padding may hold anything, even NaN
-        return self.video_encoder(clip_feats, clip_mask)
+        return self.video_encoder(self.input_dropout(clip_feats), clip_mask)
 
     def _encode_query(self, word_feats: Tensor, word_mask: Tensor, word_edge_index: Tensor) -> Tensor:
         word_feats = self.word_standardizer(word_feats)

@@ -271,6 +271,9 @@ class TrainConfig:
         stop_after_epoch: stop (as if killed) after saving this epoch; ``--resume`` continues. For tests and
             time-sliced clusters (default null).
         progress: tqdm progress bars on stderr (default true).
+        crop_probability: chance that a training sample's video is cropped to a random window that still holds
+            the whole moment (:class:`grounding.training.augment.TemporalCrop`), a fresh crop every epoch;
+            0 = never (default 0.0).
     """
 
     epochs: int = 20
@@ -299,6 +302,7 @@ class TrainConfig:
     output_dir: str = "runs/rendered-world"
     stop_after_epoch: int | None = None
     progress: bool = True
+    crop_probability: float = 0.0
 
     def __post_init__(self) -> None:
         from grounding.eval.metrics import moment_metric_keys
@@ -337,6 +341,7 @@ class TrainConfig:
         if self.stop_after_epoch is not None:
             _check_int("train.stop_after_epoch", self.stop_after_epoch, 1)
         _check_bool("train.progress", self.progress)
+        _check_number("train.crop_probability", self.crop_probability, 0.0, 1.0)
 
 
 @dataclass

@@ -5,7 +5,8 @@
 - :class:`GroundingDataset` pairs each query with its video's clip features, resampled to the model's
   ``num_clips`` (:func:`grounding.data.resample.resample_clips`), and its ground-truth window in seconds.
   Every video id is checked against the feature store up front: a missing one is an
-  :class:`~grounding.errors.InputError`, or, with ``skip_missing_videos``, a reported skip.
+  :class:`~grounding.errors.InputError`, or, with ``skip_missing_videos``, a reported skip. With a
+  :class:`~grounding.training.augment.TemporalCrop`, training samples are cropped around their moment first.
 - :func:`collate_samples` pads a list of samples into a :class:`GroundingBatch` and offsets each sentence's
   edges onto the flattened ``(B*L)`` token positions.
 
@@ -31,6 +32,7 @@ from grounding.data.resample import resample_clips
 from grounding.errors import InputError
 from grounding.text.encoders import TextEncoder
 from grounding.text.language_graph import batch_edge_index
+from grounding.training.augment import TemporalCrop
 
 ENCODE_CHUNK = 256  # sentences per text-encoder call while filling the bank
 
@@ -234,6 +236,10 @@ class GroundingDataset(Dataset):
         cache_features: read and resample every video once, up front (also checks every video before
             training starts); otherwise read on each access.
         progress: tqdm bar while caching.
+        crop: crop each sample's video around its moment (training only; see :meth:`set_epoch`). The
+            crop draws from a generator seeded by ``(seed, epoch, sample index)``, so runs and resumed runs
+            see the same crops.
+        seed: the run's seed, for ``crop``.
 
     Raises:
         InputError: a video id not in the store (naming the qid, the video and the feature file), or a split
@@ -251,8 +257,13 @@ class GroundingDataset(Dataset):
         skip_missing_videos: bool = False,
         cache_features: bool = True,
         progress: bool = False,
+        crop: TemporalCrop | None = None,
+        seed: int = 0,
     ) -> None:
         self.store = store
+        self.crop = crop
+        self.seed = seed
+        self.epoch = 0
         self.bank = bank
         self.num_clips = num_clips
         self.split = split
@@ -285,11 +296,22 @@ class GroundingDataset(Dataset):
                 raise InputError(f"{source or split}: qid {record.qid}: its sentence is not in the sentence bank")
         self._sentence_index = [bank.index_of[record.sentence] for record in kept]
         self._clip_cache: dict[str, Tensor] = {}
+        self._stored_cache: dict[str, np.ndarray] = {}
         if cache_features:
             video_ids = list(dict.fromkeys(record.video_id for record in kept))
             bar = tqdm(video_ids, desc=f"reading {split} features", unit="video", disable=not progress, leave=False)
             for video_id in bar:
                 self._clip_cache[video_id] = self._load_clips(video_id)
+                if crop is not None:
+                    self._stored_cache[video_id] = np.asarray(store.get(video_id), dtype=np.float32)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch that seeds this epoch's crops (call before building the epoch's loader)."""
+        self.epoch = int(epoch)
+
+    def _stored_clips(self, video_id: str) -> np.ndarray:
+        cached = self._stored_cache.get(video_id)
+        return cached if cached is not None else np.asarray(self.store.get(video_id), dtype=np.float32)
 
     def _load_clips(self, video_id: str) -> Tensor:
         resampled, _ = resample_clips(self.store.get(video_id), self.num_clips)
@@ -319,12 +341,23 @@ class GroundingDataset(Dataset):
     def __getitem__(self, index: int) -> GroundingSample:
         record = self.records[index]
         word_feats, word_edges = self.bank.get_index(self._sentence_index[index])
-        clip_feats = self.clip_feats(record.video_id)
         start, end = record.windows[0]
+        duration = record.duration
+        if self.crop is None:
+            clip_feats = self.clip_feats(record.video_id)
+        else:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            cropped = self.crop(rng, self._stored_clips(record.video_id), duration, (float(start), float(end)))
+            if cropped.first_clip == 0 and cropped.duration == duration:
+                clip_feats = self.clip_feats(record.video_id)
+            else:
+                clip_feats = torch.from_numpy(resample_clips(cropped.clip_feats, self.num_clips)[0])
+                duration = cropped.duration
+                start, end = cropped.target_window
         return GroundingSample(
             qid=record.qid,
             video_id=record.video_id,
-            duration=record.duration,
+            duration=duration,
             clip_feats=clip_feats,
             clip_mask=torch.ones(clip_feats.shape[0], dtype=torch.bool),
             word_feats=word_feats,

@@ -45,6 +45,7 @@ from grounding.eval.metrics import evaluate, moment_metric_keys
 from grounding.eval.predictions import Predictions
 from grounding.model import GroundingModel, compute_loss, decode_spans
 from grounding.text.encoders import create_text_encoder
+from grounding.training.augment import TemporalCrop
 from grounding.training.checkpoint import (
     METRICS_FILE,
     PIPELINE_KEY,
@@ -330,9 +331,12 @@ class Trainer:
         del encoder
 
         def dataset(name: str, annotations: AnnotationSet) -> SplitData:
+            crop_probability = config.train.crop_probability if name == "train" else 0.0
+            crop = TemporalCrop(crop_probability) if crop_probability > 0 else None
             built = GroundingDataset(
                 annotations.records, store, bank, config.model.num_clips, split=name, source=annotations.path,
                 skip_missing_videos=data.skip_missing_videos, cache_features=data.cache_features, progress=progress,
+                crop=crop, seed=config.train.seed,
             )
             return SplitData(name, built, annotations)
 
@@ -493,6 +497,7 @@ class Trainer:
         stopped_early = False
         for epoch in range(start_epoch, train_cfg.epochs + 1):
             started = time.perf_counter()
+            train_split.dataset.set_epoch(epoch)
             loader = self._loader(train_split.dataset, per_rank_batch, shuffle=True, epoch=epoch)
             wrapped.train()
             sums = torch.zeros(len(LOSS_PARTS) + 1, dtype=torch.float64)

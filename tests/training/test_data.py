@@ -12,6 +12,7 @@ from grounding.data.records import QueryRecord
 from grounding.data.resample import resample_clips
 from grounding.errors import InputError
 from grounding.text.encoders import create_text_encoder
+from grounding.training.augment import TemporalCrop
 from grounding.training.data import GroundingDataset, SentenceBank, collate_samples, split_by_videos
 from tests.training import NUM_CLIPS, single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
 
@@ -69,6 +70,36 @@ def test_dataset_resamples_features_to_num_clips(world: Path, encoder) -> None:
     assert sample.word_feats.shape == (4, 8)
     uncached = GroundingDataset(records, store, dataset.bank, NUM_CLIPS, cache_features=False)
     assert torch.equal(uncached[0].clip_feats, sample.clip_feats)
+    store.close()
+
+
+def test_dataset_crops_around_the_moment_per_epoch(world: Path, encoder) -> None:
+    store = open_feature_store(world / "features.h5")
+    stored = store.get("v00")
+    duration = float(stored.shape[0])  # the tiny world stores one clip per second
+    records = [record(qid, "v00", "a red ball jumps", (2.0, 4.5)) for qid in range(8)]
+    records = [QueryRecord(r.qid, r.video_id, duration, r.windows, r.sentence) for r in records]
+    bank = SentenceBank(encoder, ["a red ball jumps"])
+    dataset = GroundingDataset(records, store, bank, NUM_CLIPS, crop=TemporalCrop(1.0), seed=5)
+    plain = GroundingDataset(records, store, bank, NUM_CLIPS)
+    for epoch in (1, 2):
+        dataset.set_epoch(epoch)
+        for index in range(len(records)):
+            sample = dataset[index]
+            start, end = sample.target_window
+            offset = 2.0 - start  # whole stored clips were cut off the front
+            assert offset == int(offset) and 0 <= offset <= 2
+            assert end - start == pytest.approx(2.5) and sample.duration >= end
+            first, stop = int(offset), int(offset + sample.duration)
+            expected, _ = resample_clips(stored[first:stop], NUM_CLIPS)
+            assert torch.equal(sample.clip_feats, torch.from_numpy(expected))
+    dataset.set_epoch(1)
+    epoch_one = [(dataset[i].duration, dataset[i].target_window) for i in range(len(records))]
+    assert epoch_one == [(dataset[i].duration, dataset[i].target_window) for i in range(len(records))]  # seeded
+    dataset.set_epoch(2)
+    assert epoch_one != [(dataset[i].duration, dataset[i].target_window) for i in range(len(records))]
+    assert any(duration < plain[0].duration for duration, _ in epoch_one)
+    assert plain[0].target_window == (2.0, 4.5)  # no crop: the record as it is
     store.close()
 
 

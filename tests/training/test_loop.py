@@ -116,6 +116,19 @@ def test_resume_after_a_stop_reaches_the_same_weights_and_metrics(world: Path, t
     assert len(read_rows(output / "log.csv")) == 2
 
 
+def test_cropped_training_resumes_to_the_same_weights(world: Path, tmp_path: Path, finished_run) -> None:
+    _, reference = finished_run
+    uninterrupted = train(tiny_config(world, tmp_path / "crop", crop_probability=0.5))
+    first = train(tiny_config(world, tmp_path / "crop-resumed", crop_probability=0.5, stop_after_epoch=1))
+    assert first.stopped_early
+    train(tiny_config(world, tmp_path / "crop-resumed", crop_probability=0.5), resume=True)
+    expected = load_file(reference.run_dir / "last" / "model.safetensors")
+    cropped = load_file(uninterrupted.run_dir / "last" / "model.safetensors")
+    resumed = load_file(tmp_path / "crop-resumed" / "last" / "model.safetensors")
+    assert all(torch.equal(cropped[name], resumed[name]) for name in cropped)
+    assert not all(torch.equal(cropped[name], expected[name]) for name in expected)  # the crops changed training
+
+
 def test_two_identical_runs_give_identical_results(world: Path, tmp_path: Path, finished_run) -> None:
     _, reference = finished_run
     again = train(tiny_config(world, tmp_path / "again"))
