@@ -301,9 +301,10 @@ class GroundingDataset(Dataset):
             video_ids = list(dict.fromkeys(record.video_id for record in kept))
             bar = tqdm(video_ids, desc=f"reading {split} features", unit="video", disable=not progress, leave=False)
             for video_id in bar:
-                self._clip_cache[video_id] = self._load_clips(video_id)
+                stored = np.asarray(store.get(video_id), dtype=np.float32)  # one read serves both caches
+                self._clip_cache[video_id] = torch.from_numpy(resample_clips(stored, num_clips)[0])
                 if crop is not None:
-                    self._stored_cache[video_id] = np.asarray(store.get(video_id), dtype=np.float32)
+                    self._stored_cache[video_id] = stored
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch that seeds this epoch's crops (call before building the epoch's loader)."""
