@@ -8,7 +8,8 @@ trained on them has little to generalise from.
 
     python benchmarks/probe_world_features.py worlds/w300 worlds/w300/features.h5 [--with-diff]
 
-``--with-diff`` appends each clip's difference from the previous clip (a crude motion signal).
+``--with-diff`` appends each clip's difference from the previous clip (a crude motion signal). Videos the feature
+file does not hold are skipped (and counted), so a file extracted for a subset of the world can be probed.
 """
 
 from __future__ import annotations
@@ -28,12 +29,18 @@ def probe_examples(world: Path, features: Path, with_diff: bool) -> dict[str, tu
     manifest = json.loads((world / "manifest.json").read_text())
     store = open_feature_store(features)
     examples: dict[str, tuple[list[np.ndarray], dict[str, list[str]]]] = {}
+    available = set(store.video_ids())
+    missing = [video_id for video_id in manifest["videos"] if video_id not in available]
+    if missing:
+        print(f"{features}: {len(missing)} of the world's {len(manifest['videos'])} videos have no features; skipped")
     for video_id, info in manifest["videos"].items():
+        if video_id not in available:
+            continue
         split = "train" if info["split"] == "train" else "held-out"
         clip_feats = store.get(video_id)
         if with_diff:
             clip_feats = np.concatenate([clip_feats, np.diff(clip_feats, axis=0, prepend=clip_feats[:1])], axis=1)
-        centres = np.asarray(store.attrs(video_id).get("clip_timestamps", np.arange(len(clip_feats)) + 0.5))
+        centres = np.asarray(store.attrs(video_id).get("clip_centres", np.arange(len(clip_feats)) + 0.5))
         rows, labels = examples.setdefault(split, ([], {"action": [], "colour": [], "shape": []}))
         for clip, centre in enumerate(centres[: len(clip_feats)]):
             active = [event for event in info["events"] if event["start"] <= centre < event["end"]]

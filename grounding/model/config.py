@@ -163,6 +163,10 @@ class SpanConfig:
             ``b * tanh(x / b)`` so the prefix-sum pooling stays exact (default 10.0).
         use_boundary_score: rank by ``sigmoid(span) * sqrt(sigmoid(start) * sigmoid(end))`` (True, default)
             or by ``sigmoid(span)`` alone.
+        boundary_context: add to each candidate's features what its first and last clips hold and what the
+            clips just before and just after it hold (default False). Attention pooling alone gives a span and
+            a longer span around it nearly the same features, so the classifier cannot see whether the
+            boundaries are tight.
         dropout: dropout in the moment graph (default 0.1).
         share_layer_weights: reuse one moment-graph layer ``num_graph_layers`` times (default False).
     """
@@ -172,6 +176,7 @@ class SpanConfig:
     num_graph_layers: int = 2
     pool_logit_bound: float = 10.0
     use_boundary_score: bool = True
+    boundary_context: bool = False
     dropout: float = 0.1
     share_layer_weights: bool = False
 
@@ -187,6 +192,7 @@ class SpanConfig:
         _check_int("span.num_graph_layers", self.num_graph_layers, 0)
         _check_float("span.pool_logit_bound", self.pool_logit_bound, 0.0, 30.0, low_open=True)
         _check_bool("span.use_boundary_score", self.use_boundary_score)
+        _check_bool("span.boundary_context", self.boundary_context)
         _check_float("span.dropout", self.dropout, 0.0, 0.9)
         _check_bool("span.share_layer_weights", self.share_layer_weights)
 

@@ -253,6 +253,7 @@ class GroundingModel(nn.Module):
             pool_logit_bound=span.pool_logit_bound,
             dropout=span.dropout,
             use_boundary_score=span.use_boundary_score,
+            boundary_context=span.boundary_context,
             share_layer_weights=span.share_layer_weights,
         )
         self.video_projection = nn.Linear(hidden, hidden)

@@ -214,7 +214,9 @@ class SpanHead(nn.Module):
     1. Sentence: attention pooling of the words.
     2. Moments: per clip, an attention logit ``b tanh(w^T tanh(W_c v_t + W_s s) / b)``; each candidate pools
        the values ``W_v v_t`` of its clips with it (:func:`span_softmax_pool`; the linear map commutes with
-       the weighted mean, so it runs on T clips, not M spans), plus learned start and end embeddings.
+       the weighted mean, so it runs on T clips, not M spans), plus learned start and end embeddings, plus
+       (``boundary_context``) ``A v_i + B v_j + C v_{i-1} + D v_{j+1}``: the content at the span's first and last
+       clips and just outside them (0 outside the real clips), so that a span and a longer one around it differ.
     3. Fusion: ``relu(LayerNorm(moment * W_g s))``, then :class:`MomentGraphConv` layers, then a linear
        span logit.
     4. Boundaries: ``Linear(relu(W_b v_t + U_b s))`` gives a start and an end logit per clip.
@@ -231,6 +233,7 @@ class SpanHead(nn.Module):
         pool_logit_bound: ``b`` above (default 10.0).
         dropout: dropout in the moment graph (default 0.0).
         use_boundary_score: see step 5 (default True).
+        boundary_context: add the boundary content of step 2 (default False).
         share_layer_weights: reuse one moment-graph layer ``num_graph_layers`` times (default False).
 
     Shapes:
@@ -249,6 +252,7 @@ class SpanHead(nn.Module):
         pool_logit_bound: float = 10.0,
         dropout: float = 0.0,
         use_boundary_score: bool = True,
+        boundary_context: bool = False,
         share_layer_weights: bool = False,
     ) -> None:
         super().__init__()
@@ -260,6 +264,7 @@ class SpanHead(nn.Module):
         self.num_graph_layers = num_graph_layers
         self.pool_logit_bound = pool_logit_bound
         self.use_boundary_score = use_boundary_score
+        self.boundary_context = boundary_context
         candidates = span_candidates(num_clips, pooling_counts)
         adjacency = candidate_adjacency(candidates)
         degree = torch.sparse.sum(adjacency, dim=1).to_dense().clamp_min(1)
@@ -279,6 +284,8 @@ class SpanHead(nn.Module):
         self.moment_value = nn.Linear(hidden_size, moment_size)
         self.start_embedding = nn.Embedding(num_clips, moment_size)
         self.end_embedding = nn.Embedding(num_clips, moment_size)
+        # first clip, last clip, the clip before, the clip after
+        self.context_value = nn.Linear(hidden_size, 4 * moment_size) if boundary_context else None
         self.sentence_gate = nn.Linear(hidden_size, moment_size)
         self.fuse_norm = nn.LayerNorm(moment_size)
         num_distinct = min(1, num_graph_layers) if share_layer_weights else num_graph_layers
@@ -311,7 +318,10 @@ class SpanHead(nn.Module):
         starts, ends = self.candidates[:, 0], self.candidates[:, 1]
         moments = span_softmax_pool(self.moment_value(clip_feats), attention, clip_mask, self.candidates)  # (M, B, Hm)
         positions = (self.start_embedding(starts) + self.end_embedding(ends))[:, None, :]  # (M, 1, Hm)
-        hidden = torch.relu_(self.fuse_norm((moments + positions) * self.sentence_gate(sentence)[None]))
+        moments = moments + positions
+        if self.context_value is not None:
+            moments = moments + self._boundary_context(clip_feats, clip_mask)
+        hidden = torch.relu_(self.fuse_norm(moments * self.sentence_gate(sentence)[None]))
 
         candidate_mask = ends[None, :] < clip_mask.sum(dim=1, keepdim=True)  # (B, M)
         if bool(candidate_mask.all()):
@@ -343,6 +353,23 @@ class SpanHead(nn.Module):
             candidate_mask=candidate_mask,
             clip_mask=clip_mask,
         )
+
+    def _boundary_context(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
+        """``A v_i + B v_j + C v_{i-1} + D v_{j+1}`` per candidate ``(i, j)``: (B, T, H) -> (M, B, Hm).
+
+        Padded clips are zero (the encoders keep them so), and so are the positions before clip 0 and after
+        clip T - 1, so a span that touches either end of its video sees nothing outside it.
+        """
+        batch_size, num_clips, _ = clip_feats.shape
+        values = self.context_value(clip_feats) * clip_mask[..., None].to(clip_feats.dtype)  # (B, T, 4 Hm)
+        first, last, before, after = values.transpose(0, 1).chunk(4, dim=-1)  # each (T, B, Hm)
+        # index T of the padded tables is a row of zeros: i - 1 = -1 and j + 1 = T both land there
+        zero = first.new_zeros(1, batch_size, self.moment_size)
+        before = torch.cat([before, zero])
+        after = torch.cat([after, zero])
+        starts, ends = self.candidates[:, 0], self.candidates[:, 1]
+        previous = torch.where(starts > 0, starts - 1, num_clips)
+        return first[starts] + last[ends] + before[previous] + after[ends + 1]
 
     def __repr__(self) -> str:
         return (

@@ -142,6 +142,40 @@ def test_span_head_repr_shapes_and_masks():
     assert bool(((output.span_scores >= 0) & (output.span_scores <= 1)).all())
 
 
+def test_boundary_context_is_first_last_before_and_after_clip_with_zeros_outside_the_real_clips():
+    torch.manual_seed(0)
+    head = SpanHead(5, num_clips=6, pooling_counts=[5], moment_size=3, num_graph_layers=0, boundary_context=True).eval()
+    clip_mask = torch.arange(6)[None, :] < torch.tensor([6, 4])[:, None]
+    clip_feats = torch.randn(2, 6, 5) * clip_mask[..., None]
+    got = head._boundary_context(clip_feats, clip_mask)  # (M, B, 3)
+    weight, bias = head.context_value.weight.view(4, 3, 5), head.context_value.bias.view(4, 3)
+    for sample in range(2):
+        real = int(clip_mask[sample].sum())
+
+        def value(part: int, clip: int) -> torch.Tensor:
+            inside = 0 <= clip < real
+            return weight[part] @ clip_feats[sample, clip] + bias[part] if inside else torch.zeros(3)
+
+        for index, (start, end) in enumerate(head.candidates.tolist()):
+            if end >= real:
+                continue
+            expected = value(0, start) + value(1, end) + value(2, start - 1) + value(3, end + 1)
+            assert torch.allclose(got[index, sample], expected, atol=1e-6), (sample, start, end)
+
+
+def test_boundary_context_tells_a_span_from_a_longer_one_around_it():
+    torch.manual_seed(0)
+    head = SpanHead(8, num_clips=8, pooling_counts=[7], moment_size=8, num_graph_layers=0, boundary_context=True).eval()
+    clip_feats = torch.randn(1, 8, 8)
+    clip_mask = torch.ones(1, 8, dtype=torch.bool)
+    context = head._boundary_context(clip_feats, clip_mask)
+    index = {tuple(pair): position for position, pair in enumerate(head.candidates.tolist())}
+    assert not torch.allclose(context[index[(3, 4)], 0], context[index[(2, 5)], 0])
+    without = SpanHead(8, num_clips=8, pooling_counts=[7], moment_size=8, num_graph_layers=0, boundary_context=False)
+    assert without.context_value is None
+    assert sum(p.numel() for p in head.parameters()) - sum(p.numel() for p in without.parameters()) == 8 * 32 + 32
+
+
 # ------------------------------------------------------------------------------------------------ decoding
 def _output_with_scores(scores: torch.Tensor, clip_mask: torch.Tensor) -> GroundingOutput:
     candidates = span_candidates(clip_mask.shape[1], [clip_mask.shape[1] - 1])

@@ -14,9 +14,12 @@ from torch import nn
 from grounding.errors import InputError
 from grounding.video.backbones import (
     Backbone,
+    MotionFlowFeatures,
     backbone_entry,
     create_backbone,
+    crop_squares,
     list_backbones,
+    phase_correlation_shift,
     register_backbone,
 )
 
@@ -43,7 +46,9 @@ def test_registry_lists_builtin_and_registered_names() -> None:
     names = list_backbones()
     assert {"efficientnet-lite0", "efficientnet-lite0-grid", "test-tiny-conv"} <= set(names)
     assert names == sorted(names)
-    assert list_backbones("efficientnet*") == ["efficientnet-lite0", "efficientnet-lite0-grid", "efficientnet-lite0-motion"]
+    assert list_backbones("efficientnet*") == [
+        "efficientnet-lite0", "efficientnet-lite0-grid", "efficientnet-lite0-motion", "efficientnet-lite0-motion-flow"
+    ]
     entry = backbone_entry("efficientnet-lite0-grid")
     assert (entry.dim, entry.mean, entry.std, entry.input_size) == (5120, (127.0,) * 3, (128.0,) * 3, 224)
     assert backbone_entry("test-tiny-conv").description == "A tiny random conv, for registry tests."
@@ -201,6 +206,60 @@ def test_motion_backbone_masks_only_what_moves(one_torch_thread: None) -> None:
     assert not torch.allclose(feats[0, 1280:], grey[0], atol=1e-2)
     with pytest.raises(InputError, match="4 frames at a time"):
         backbone.encode_frames(clip[:3])
+
+
+def test_phase_correlation_finds_a_known_shift_and_crops_read_zero_outside() -> None:
+    image = torch.zeros(2, 64, 64)
+    image[:, 20:34, 10:28] = 1.0
+    image[1, 40:50, 40:44] = 0.5
+    moved = torch.roll(image, shifts=(5, -7), dims=(1, 2))  # 5 px down, 7 px left
+    shift = phase_correlation_shift(image, moved)
+    assert torch.allclose(shift[:, :2] * 64, torch.tensor([[-7.0, 5.0], [-7.0, 5.0]]))
+    assert bool((shift[:, 2] > 0.5).all())  # a clean translation gives a high peak
+    frames = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    whole = crop_squares(frames, torch.tensor([[4.0, 4.0, 8.0], [4.0, 4.0, 8.0]]), 8)
+    assert torch.allclose(whole, frames)  # the whole frame at its own size is the frame
+    corner = crop_squares(frames, torch.tensor([[0.0, 0.0, 4.0], [2.0, 2.0, 4.0]]), 4)
+    assert torch.equal(corner[0, :, :2, :2], torch.zeros(3, 2, 2))  # above and left of the frame: zero
+    assert torch.allclose(corner[1], frames[1, :, :4, :4])
+
+
+class _GreyNetwork(nn.Module):
+    """Stand-in for EfficientNet: ``extract_features`` is a 2x2 average pool, 3 channels."""
+
+    def extract_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.avg_pool2d(pixels, 2)
+
+
+def test_motion_flow_reports_where_the_actor_is_and_where_it_goes() -> None:
+    module = MotionFlowFeatures(_GreyNetwork(), frames_per_input=4)
+    backbone = Backbone("flow-test", module, 6 + 17, (127.0,) * 3, (128.0,) * 3, 96, 4)
+    clips = np.concatenate([_scene_clip(shift=6, flicker=6.0), _scene_clip(shift=0, flicker=6.0)])
+    feats = backbone.encode_frames(clips)
+    assert feats.shape == (2, 23) and torch.isfinite(feats).all()
+    motion = feats[:, 6:]
+    moved, centre_x, centre_y, side, area = motion[0, :5].tolist()
+    assert moved == 1.0
+    # The red square spans x 8..56 over the clip and y 10..34; the still blue square is ignored.
+    assert 0.25 < centre_x < 0.4 and 0.15 < centre_y < 0.3 and 0.4 < side < 1.0 and 0.05 < area < 0.4
+    pair_shifts = motion[0, 5:].view(4, 3)  # three consecutive pairs, then first -> last
+    box_pixels = side * 96
+    assert torch.allclose(pair_shifts[:3, 0] * box_pixels, torch.full((3,), 6.0), atol=1.5)
+    assert torch.allclose(pair_shifts[3, 0] * box_pixels, torch.tensor(18.0), atol=3.0)
+    assert bool((pair_shifts[:, 1].abs() * box_pixels < 1.5).all())  # no vertical motion
+    assert torch.equal(motion[1], torch.zeros(17))  # nothing moves: all zero
+    # The first part is exactly efficientnet-lite0-motion's layout: [middle frame ; middle frame masked to motion].
+    pixels = backbone.preprocess(clips).view(2, 4, 3, 96, 96)
+    middle = pixels[:, 2]
+    masked = middle * module.motion_mask(pixels)
+    expected = torch.cat([middle.mean(dim=(-2, -1)), masked.mean(dim=(-2, -1))], dim=1)
+    assert torch.allclose(feats[:, :6], expected, atol=1e-5)
+
+
+def test_motion_flow_backbone_is_registered_with_its_width() -> None:
+    entry = backbone_entry("efficientnet-lite0-motion-flow")
+    assert (entry.dim, entry.frames_per_input) == (2 * 1280 + 17, 4)
+    assert MotionFlowFeatures.motion_dim(4) == 17
 
 
 # --- hf:PATH with tiny random models --------------------------------------------------------------------------
