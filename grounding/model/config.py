@@ -167,6 +167,10 @@ class SpanConfig:
             clips just before and just after it hold (default False). Attention pooling alone gives a span and
             a longer span around it nearly the same features, so the classifier cannot see whether the
             boundaries are tight.
+        inside_score: a third per-clip logit, "this clip lies inside the moment", trained against the fraction
+            of each clip the ground truth covers (``loss.inside_weight``); the ranking score is multiplied by
+            each candidate's IoU with the moment those probabilities describe
+            (:func:`grounding.model.spans.soft_span_iou`). Default False.
         dropout: dropout in the moment graph (default 0.1).
         share_layer_weights: reuse one moment-graph layer ``num_graph_layers`` times (default False).
     """
@@ -177,6 +181,7 @@ class SpanConfig:
     pool_logit_bound: float = 10.0
     use_boundary_score: bool = True
     boundary_context: bool = False
+    inside_score: bool = False
     dropout: float = 0.1
     share_layer_weights: bool = False
 
@@ -193,6 +198,7 @@ class SpanConfig:
         _check_float("span.pool_logit_bound", self.pool_logit_bound, 0.0, 30.0, low_open=True)
         _check_bool("span.use_boundary_score", self.use_boundary_score)
         _check_bool("span.boundary_context", self.boundary_context)
+        _check_bool("span.inside_score", self.inside_score)
         _check_float("span.dropout", self.dropout, 0.0, 0.9)
         _check_bool("span.share_layer_weights", self.share_layer_weights)
 
@@ -207,6 +213,7 @@ class LossConfig:
         boundary_weight: weight of the start/end BCE (default 0.5).
         boundary_sigma: width in clips of the Gaussian start/end targets around the ground-truth clips
             (default 1.0).
+        inside_weight: weight of the per-clip inside BCE when ``span.inside_score`` is on (default 0.5).
         contrastive_weight: weight of the in-batch video/query InfoNCE term (default 0.0: off).
         contrastive_temperature: its softmax temperature (default 0.07).
     """
@@ -215,6 +222,7 @@ class LossConfig:
     max_iou: float = 1.0
     boundary_weight: float = 0.5
     boundary_sigma: float = 1.0
+    inside_weight: float = 0.5
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.07
 
@@ -225,6 +233,7 @@ class LossConfig:
             raise ConfigError(f"loss.max_iou ({self.max_iou}) must be greater than loss.min_iou ({self.min_iou})")
         _check_float("loss.boundary_weight", self.boundary_weight, 0.0, 100.0)
         _check_float("loss.boundary_sigma", self.boundary_sigma, 0.0, 100.0, low_open=True)
+        _check_float("loss.inside_weight", self.inside_weight, 0.0, 100.0)
         _check_float("loss.contrastive_weight", self.contrastive_weight, 0.0, 100.0)
         _check_float("loss.contrastive_temperature", self.contrastive_temperature, 0.0, 10.0, low_open=True)
 

@@ -1,12 +1,14 @@
 """Training objective of :class:`grounding.model.GroundingModel`.
 
-``loss = span + boundary_weight * boundary + contrastive_weight * contrastive`` where
+``loss = span + boundary_weight * boundary [+ inside_weight * inside] + contrastive_weight * contrastive`` where
 
 - ``span``: 2D-TAN's scaled-IoU binary cross-entropy over the valid candidates. The IoU of each candidate's
   window (seconds, :func:`grounding.model.spans.candidate_windows`) with the ground truth becomes the soft
   target ``clamp((iou - min_iou) / (max_iou - min_iou), 0, 1)``.
 - ``boundary``: binary cross-entropy of the start and end logits of the real clips against Gaussian targets
   ``exp(-(t - c)^2 / (2 sigma^2))`` centred on the ground-truth start clip and end clip.
+- ``inside`` (only when the model has ``span.inside_score``): binary cross-entropy of the per-clip inside logits
+  against the fraction of each clip the ground truth covers.
 - ``contrastive``: symmetric InfoNCE between the batch's video and query embeddings (each query's own video
   is its positive; other samples of the same video are left out of its negatives when ``video_ids`` is
   given). Off by default (weight 0).
@@ -91,6 +93,24 @@ def boundary_targets(clip_mask: Tensor, target_windows: Tensor, durations: Tenso
     return start_targets, end_targets
 
 
+def inside_targets(clip_mask: Tensor, target_windows: Tensor, durations: Tensor) -> Tensor:
+    """The fraction of each real clip that the ground-truth window covers.
+
+    Args:
+        clip_mask: (B, T) bool, True = real clip (a prefix).
+        target_windows: (B, 2) float64 ``(start, end)`` seconds.
+        durations: (B,) float64 seconds.
+
+    Returns:
+        (B, T) float64 in [0, 1]; 0 at padded clips.
+    """
+    num_real = clip_mask.sum(dim=1).double()  # (B,)
+    position = target_windows * (num_real / durations)[:, None]  # (B, 2) in clips
+    clips = torch.arange(clip_mask.shape[1], device=clip_mask.device, dtype=torch.float64)[None, :]
+    covered = torch.minimum(clips + 1, position[:, 1:]) - torch.maximum(clips, position[:, :1])
+    return covered.clamp(0.0, 1.0) * clip_mask
+
+
 def contrastive_loss(
     video_embedding: Tensor, query_embedding: Tensor, temperature: float, video_ids: Sequence[str] | None = None
 ) -> Tensor:
@@ -138,7 +158,7 @@ def compute_loss(
 
     Returns:
         ``(loss, parts)``: the scalar loss to minimise, and detached scalars ``{"span", "boundary",
-        "contrastive", "total"}``.
+        "inside", "contrastive", "total"}`` ("inside" is 0 without that head).
     """
     device = output.span_logits.device
     seconds = check_durations(durations, output.span_logits.shape[0], device)
@@ -158,6 +178,12 @@ def compute_loss(
     boundary_loss = 0.5 * boundary_terms[clip_mask].mean()
 
     total = span_loss + config.boundary_weight * boundary_loss
+    inside = span_loss.new_zeros(())
+    if output.inside_logits is not None:
+        coverage = inside_targets(clip_mask, targets, seconds).to(dtype)
+        inside_terms = F.binary_cross_entropy_with_logits(output.inside_logits, coverage, reduction="none")
+        inside = inside_terms[clip_mask].mean()
+        total = total + config.inside_weight * inside
     contrastive = span_loss.new_zeros(())
     if config.contrastive_weight > 0:
         if output.video_embedding is None or output.query_embedding is None:
@@ -169,6 +195,7 @@ def compute_loss(
     parts = {
         "span": span_loss.detach(),
         "boundary": boundary_loss.detach(),
+        "inside": inside.detach(),
         "contrastive": contrastive.detach(),
         "total": total.detach(),
     }

@@ -219,10 +219,12 @@ class SpanHead(nn.Module):
        clips and just outside them (0 outside the real clips), so that a span and a longer one around it differ.
     3. Fusion: ``relu(LayerNorm(moment * W_g s))``, then :class:`MomentGraphConv` layers, then a linear
        span logit.
-    4. Boundaries: ``Linear(relu(W_b v_t + U_b s))`` gives a start and an end logit per clip.
+    4. Boundaries: ``Linear(relu(W_b v_t + U_b s))`` gives a start and an end logit per clip (and, with
+       ``inside_score``, an inside logit).
     5. Ranking score: ``sigmoid(span) * sqrt(sigmoid(start_i) * sigmoid(end_j))``: the span classifier,
        discounted by the geometric mean of its boundary probabilities (or ``sigmoid(span)`` alone when
-       ``use_boundary_score`` is False).
+       ``use_boundary_score`` is False); with ``inside_score`` also times :func:`soft_span_iou` of the inside
+       probabilities.
 
     Args:
         hidden_size: width H of the clip and word features.
@@ -234,6 +236,7 @@ class SpanHead(nn.Module):
         dropout: dropout in the moment graph (default 0.0).
         use_boundary_score: see step 5 (default True).
         boundary_context: add the boundary content of step 2 (default False).
+        inside_score: the inside logit of step 4 and its factor in step 5 (default False).
         share_layer_weights: reuse one moment-graph layer ``num_graph_layers`` times (default False).
 
     Shapes:
@@ -253,6 +256,7 @@ class SpanHead(nn.Module):
         dropout: float = 0.0,
         use_boundary_score: bool = True,
         boundary_context: bool = False,
+        inside_score: bool = False,
         share_layer_weights: bool = False,
     ) -> None:
         super().__init__()
@@ -293,7 +297,8 @@ class SpanHead(nn.Module):
         self.span_out = nn.Linear(moment_size, 1)
         self.boundary_clip = nn.Linear(hidden_size, hidden_size)
         self.boundary_sentence = nn.Linear(hidden_size, hidden_size, bias=False)
-        self.boundary_out = nn.Linear(hidden_size, 2)
+        self.boundary_out = nn.Linear(hidden_size, 3 if inside_score else 2)
+        self.inside_score = inside_score
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -339,11 +344,14 @@ class SpanHead(nn.Module):
         boundary = torch.relu(self.boundary_clip(clip_feats) + self.boundary_sentence(sentence)[:, None])
         boundary = self.boundary_out(boundary).masked_fill(~clip_mask[..., None], MASKED_LOGIT)  # (B, T, 2)
         start_logits, end_logits = boundary[..., 0], boundary[..., 1]
+        inside_logits = boundary[..., 2] if self.inside_score else None
 
         span_scores = torch.sigmoid(span_logits)
         if self.use_boundary_score:
             boundary_prob = torch.sigmoid(start_logits[:, starts]) * torch.sigmoid(end_logits[:, ends])
             span_scores = span_scores * boundary_prob.sqrt()
+        if inside_logits is not None:
+            span_scores = span_scores * soft_span_iou(torch.sigmoid(inside_logits), clip_mask, self.candidates)
         return GroundingOutput(
             span_logits=span_logits,
             candidates=self.candidates,
@@ -352,6 +360,7 @@ class SpanHead(nn.Module):
             end_logits=end_logits,
             candidate_mask=candidate_mask,
             clip_mask=clip_mask,
+            inside_logits=inside_logits,
         )
 
     def _boundary_context(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
@@ -376,6 +385,31 @@ class SpanHead(nn.Module):
             f"{self.__class__.__name__}({self.hidden_size}, num_clips={self.num_clips}, "
             f"candidates={self.num_candidates}, moment_size={self.moment_size}, graph_layers={self.num_graph_layers})"
         )
+
+
+def soft_span_iou(inside_prob: Tensor, clip_mask: Tensor, candidates: Tensor) -> Tensor:
+    """Each candidate's IoU with the moment as the per-clip inside probabilities describe it.
+
+    With ``p_t`` the probability that clip ``t`` is inside the moment, the moment covers ``sum_t p_t`` clips of
+    which ``sum_{i<=t<=j} p_t`` lie in candidate ``[i, j]``, so its IoU is
+    ``inside / ((j - i + 1) + total - inside)``: 1 for the exact span, lower for a span that also covers
+    clips the model thinks are outside, which is what the span classifier alone cannot see.
+
+    Args:
+        inside_prob: (B, T) float in [0, 1].
+        clip_mask: (B, T) bool, True = real clip (a prefix).
+        candidates: (M, 2) int64 ``(start_clip, end_clip)`` inclusive.
+
+    Returns:
+        (B, M) float in [0, 1].
+    """
+    prob = inside_prob.double() * clip_mask
+    prefix = torch.nn.functional.pad(prob.cumsum(dim=1), (1, 0))  # (B, T + 1)
+    starts, ends = candidates[:, 0], candidates[:, 1]
+    inside = prefix[:, ends + 1] - prefix[:, starts]  # (B, M)
+    total = prefix[:, -1:]
+    length = (ends - starts + 1).double()[None]
+    return (inside / (length + total - inside).clamp_min(1e-6)).to(inside_prob.dtype)
 
 
 def candidate_windows(candidates: Tensor, clip_mask: Tensor, durations: Tensor) -> Tensor:

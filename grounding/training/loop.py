@@ -84,7 +84,7 @@ from grounding.training.distributed import (
     init_distributed,
 )
 
-LOSS_PARTS = ("total", "span", "boundary", "contrastive")
+LOSS_PARTS = ("total", "span", "boundary", "inside", "contrastive")
 EXTRACTION_ATTRS = {  # DataConfig key -> attribute name written by grounding extract
     "backbone": "backbone",
     "clip_seconds": "clip_seconds",

@@ -7,7 +7,7 @@ import torch
 
 from grounding.errors import InputError
 from grounding.model import GroundingModel, GroundingOutput, LossConfig, compute_loss, span_candidates
-from grounding.model.losses import boundary_targets, contrastive_loss, scaled_iou_targets
+from grounding.model.losses import boundary_targets, contrastive_loss, inside_targets, scaled_iou_targets
 from tests.model import make_batch, single_thread, tiny_config
 
 pytestmark = pytest.mark.usefixtures(single_thread.__name__)
@@ -98,6 +98,28 @@ def test_compute_loss_on_the_model_with_every_term():
     assert loss.requires_grad and math.isfinite(float(loss.detach()))
     assert float(parts["contrastive"]) > 0
     assert float(parts["total"]) == pytest.approx(float(parts["span"] + 0.5 * parts["boundary"] + parts["contrastive"]))
+
+
+def test_inside_targets_are_the_covered_fraction_of_each_clip():
+    clip_mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    # 8 s over 4 clips (2 s each): 1-5 s covers half of clip 0, all of clip 1, half of clip 2.
+    # 6 s over 2 real clips (3 s each): 0-1.5 s covers half of clip 0.
+    targets = inside_targets(clip_mask, torch.tensor([[1.0, 5.0], [0.0, 1.5]], dtype=torch.float64), torch.tensor([8.0, 6.0], dtype=torch.float64))
+    assert targets.tolist() == [[0.5, 1.0, 0.5, 0.0], [0.5, 0.0, 0.0, 0.0]]
+
+
+def test_inside_term_is_added_with_its_weight_when_the_head_is_on():
+    torch.manual_seed(0)
+    config = tiny_config()
+    config.span.inside_score = True
+    model = GroundingModel(config)
+    output = model(*make_batch([8, 6], [5, 3]))
+    assert output.inside_logits.shape == (2, 8)
+    loss, parts = compute_loss(output, torch.tensor([[1.0, 3.0], [0.0, 6.0]]), torch.tensor([8.0, 6.0]), LossConfig(inside_weight=2.0))
+    assert float(parts["inside"]) > 0
+    assert float(parts["total"]) == pytest.approx(float(parts["span"] + 0.5 * parts["boundary"] + 2.0 * parts["inside"]))
+    loss.backward()
+    assert model.span_head.boundary_out.weight.grad[2].abs().sum() > 0  # the inside row learns
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from grounding.model import (
     span_candidates,
     span_softmax_pool,
 )
-from grounding.model.spans import MomentGraphConv
+from grounding.model.spans import MomentGraphConv, soft_span_iou
 from tests.model import single_thread
 
 pytestmark = pytest.mark.usefixtures(single_thread.__name__)
@@ -174,6 +174,32 @@ def test_boundary_context_tells_a_span_from_a_longer_one_around_it():
     without = SpanHead(8, num_clips=8, pooling_counts=[7], moment_size=8, num_graph_layers=0, boundary_context=False)
     assert without.context_value is None
     assert sum(p.numel() for p in head.parameters()) - sum(p.numel() for p in without.parameters()) == 8 * 32 + 32
+
+
+def test_soft_span_iou_is_the_iou_with_a_hard_moment_and_prefers_the_tight_span():
+    clip_mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    inside = torch.tensor([[0.0, 1.0, 1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0, 0.9, 0.9]])  # padding ignored
+    candidates = span_candidates(6, [5])
+    got = soft_span_iou(inside, clip_mask, candidates)
+    index = {tuple(pair): position for position, pair in enumerate(candidates.tolist())}
+    assert got[0, index[(1, 2)]] == pytest.approx(1.0)
+    assert got[0, index[(0, 3)]] == pytest.approx(0.5)  # 2 inside of 4 clips
+    assert got[0, index[(2, 4)]] == pytest.approx(1 / 4)  # 1 in common, union 4
+    assert got[1, index[(2, 3)]] == pytest.approx(1.0)
+    assert got[1, index[(1, 3)]] == pytest.approx(2 / 3)
+    assert int(got[0].argmax()) == index[(1, 2)]
+
+
+def test_inside_score_multiplies_the_ranking_score():
+    torch.manual_seed(0)
+    head = SpanHead(8, num_clips=6, pooling_counts=[5], num_graph_layers=1, inside_score=True).eval()
+    clip_feats, clip_mask = torch.randn(2, 6, 8), torch.ones(2, 6, dtype=torch.bool)
+    words, word_mask = torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
+    output = head(clip_feats, clip_mask, words, word_mask)
+    boundary = torch.sigmoid(output.start_logits[:, head.candidates[:, 0]] ) * torch.sigmoid(output.end_logits[:, head.candidates[:, 1]])
+    expected = torch.sigmoid(output.span_logits) * boundary.sqrt() * soft_span_iou(torch.sigmoid(output.inside_logits), clip_mask, head.candidates)
+    assert torch.allclose(output.span_scores, expected, atol=1e-6)
+    assert SpanHead(8, num_clips=6, pooling_counts=[5])(clip_feats, clip_mask, words, word_mask).inside_logits is None
 
 
 # ------------------------------------------------------------------------------------------------ decoding

@@ -69,7 +69,7 @@ def test_run_writes_config_logs_metrics_and_checkpoints(finished_run) -> None:
     assert [int(row["step"]) for row in rows] == [steps_per_epoch, 2 * steps_per_epoch]
     for epoch in (1, 2):
         record = json.loads((run / "metrics" / f"epoch_{epoch:03d}.json").read_text())
-        assert record["epoch"] == epoch and set(record["loss"]) == {"total", "span", "boundary", "contrastive"}
+        assert record["epoch"] == epoch and set(record["loss"]) == {"total", "span", "boundary", "inside", "contrastive"}
         assert record["metrics"]["val"]["num_queries"] == 3 and record["metrics"]["test"]["num_queries"] == 4
         assert float(rows[epoch - 1]["test/R1@0.5"]) == record["metrics"]["test"]["R1@0.5"]
     assert result.metrics == record["metrics"]
