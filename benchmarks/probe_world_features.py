@@ -6,9 +6,10 @@ videos' clips (features standardised with train statistics) and scored on the ot
 the majority-class rate means the features do not separate those concepts linearly, and a grounding model
 trained on them has little to generalise from.
 
-    python benchmarks/probe_world_features.py worlds/w300 worlds/w300/features.h5 [--with-diff]
+    python benchmarks/probe_world_features.py worlds/w300 worlds/w300/features.h5 [--with-diff] [--columns 2560:2577]
 
-``--with-diff`` appends each clip's difference from the previous clip (a crude motion signal). Videos the feature
+``--columns START:END`` probes only those feature columns (e.g. the 17 flow values at the end of
+``efficientnet-lite0-motion-flow``'s rows). ``--with-diff`` appends each clip's difference from the previous clip (a crude motion signal). Videos the feature
 file does not hold are skipped (and counted), so a file extracted for a subset of the world can be probed.
 """
 
@@ -24,8 +25,10 @@ import torch
 from grounding.data import open_feature_store
 
 
-def probe_examples(world: Path, features: Path, with_diff: bool) -> dict[str, tuple[np.ndarray, dict[str, list[str]]]]:
-    """Per split ("train" / "held-out"): clip features (N, D or 2D) and their labels per concept."""
+def probe_examples(
+    world: Path, features: Path, with_diff: bool, columns: slice = slice(None)
+) -> dict[str, tuple[np.ndarray, dict[str, list[str]]]]:
+    """Per split ("train" / "held-out"): clip features (N, D or 2D; only ``columns``) and their labels per concept."""
     manifest = json.loads((world / "manifest.json").read_text())
     store = open_feature_store(features)
     examples: dict[str, tuple[list[np.ndarray], dict[str, list[str]]]] = {}
@@ -37,7 +40,7 @@ def probe_examples(world: Path, features: Path, with_diff: bool) -> dict[str, tu
         if video_id not in available:
             continue
         split = "train" if info["split"] == "train" else "held-out"
-        clip_feats = store.get(video_id)
+        clip_feats = store.get(video_id)[:, columns]
         if with_diff:
             clip_feats = np.concatenate([clip_feats, np.diff(clip_feats, axis=0, prepend=clip_feats[:1])], axis=1)
         centres = np.asarray(store.attrs(video_id).get("clip_centres", np.arange(len(clip_feats)) + 0.5))
@@ -55,15 +58,26 @@ def probe_examples(world: Path, features: Path, with_diff: bool) -> dict[str, tu
     return {split: (np.stack(rows), labels) for split, (rows, labels) in examples.items()}
 
 
+def column_range(text: str) -> slice:
+    """``"START:END"`` (either side may be empty) as a slice; argparse reports anything else."""
+    try:
+        start, end = (int(part) if part else None for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:END column numbers such as 2560:2577, got {text!r}") from None
+    return slice(start, end)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("world", type=Path, help="folder written by grounding synth (holds manifest.json)")
     parser.add_argument("features", type=Path, help="HDF5 written by grounding extract for that world's videos")
     parser.add_argument("--with-diff", action="store_true", help="append clip-to-clip differences")
     parser.add_argument("--steps", type=int, default=300, help="full-batch Adam steps (default 300)")
+    parser.add_argument("--columns", type=column_range, default=slice(None), metavar="START:END",
+                        help="probe only feature columns START to END-1 (default: all)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    examples = probe_examples(args.world, args.features, args.with_diff)
+    examples = probe_examples(args.world, args.features, args.with_diff, args.columns)
     train_x, train_labels = examples["train"]
     test_x, test_labels = examples["held-out"]
     mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-5
