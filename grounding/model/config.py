@@ -171,6 +171,9 @@ class SpanConfig:
             of each clip the ground truth covers (``loss.inside_weight``); the ranking score is multiplied by
             each candidate's IoU with the moment those probabilities describe
             (:func:`grounding.model.spans.soft_span_iou`). Default False.
+        fusion_layers: :class:`~grounding.model.layers.fusion.QueryTemporalFusion` blocks applied to the matched
+            clips before pooling and boundary scoring: a residual update from ``[clip ; clip * U sentence]``
+            followed by a kernel-3 convolution along time (default 0).
         dropout: dropout in the moment graph (default 0.1).
         share_layer_weights: reuse one moment-graph layer ``num_graph_layers`` times (default False).
     """
@@ -182,6 +185,7 @@ class SpanConfig:
     use_boundary_score: bool = True
     boundary_context: bool = False
     inside_score: bool = False
+    fusion_layers: int = 0
     dropout: float = 0.1
     share_layer_weights: bool = False
 
@@ -199,6 +203,7 @@ class SpanConfig:
         _check_bool("span.use_boundary_score", self.use_boundary_score)
         _check_bool("span.boundary_context", self.boundary_context)
         _check_bool("span.inside_score", self.inside_score)
+        _check_int("span.fusion_layers", self.fusion_layers, 0)
         _check_float("span.dropout", self.dropout, 0.0, 0.9)
         _check_bool("span.share_layer_weights", self.share_layer_weights)
 

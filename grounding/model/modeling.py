@@ -255,6 +255,7 @@ class GroundingModel(nn.Module):
             use_boundary_score=span.use_boundary_score,
             boundary_context=span.boundary_context,
             inside_score=span.inside_score,
+            fusion_layers=span.fusion_layers,
             share_layer_weights=span.share_layer_weights,
         )
         self.video_projection = nn.Linear(hidden, hidden)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from grounding.errors import InputError
 from grounding.eval.nms import batched_nms
+from grounding.model.layers.fusion import QueryTemporalFusion
 from grounding.model.outputs import GroundingOutput, Span
 
 MASKED_LOGIT = -1e4  # logit written where a candidate or clip does not exist; sigmoid() of it is exactly 0
@@ -211,7 +212,8 @@ class MomentGraphConv(nn.Module):
 class SpanHead(nn.Module):
     r"""Scores every candidate span and every clip boundary from matched clip and word features.
 
-    1. Sentence: attention pooling of the words.
+    1. Sentence: attention pooling of the words; then, with ``fusion_layers``, that many
+       :class:`~grounding.model.layers.fusion.QueryTemporalFusion` blocks rewrite the clips in its light.
     2. Moments: per clip, an attention logit ``b tanh(w^T tanh(W_c v_t + W_s s) / b)``; each candidate pools
        the values ``W_v v_t`` of its clips with it (:func:`span_softmax_pool`; the linear map commutes with
        the weighted mean, so it runs on T clips, not M spans), plus learned start and end embeddings, plus
@@ -237,6 +239,7 @@ class SpanHead(nn.Module):
         use_boundary_score: see step 5 (default True).
         boundary_context: add the boundary content of step 2 (default False).
         inside_score: the inside logit of step 4 and its factor in step 5 (default False).
+        fusion_layers: query-conditioned temporal fusion blocks of step 1 (default 0).
         share_layer_weights: reuse one moment-graph layer ``num_graph_layers`` times (default False).
 
     Shapes:
@@ -257,6 +260,7 @@ class SpanHead(nn.Module):
         use_boundary_score: bool = True,
         boundary_context: bool = False,
         inside_score: bool = False,
+        fusion_layers: int = 0,
         share_layer_weights: bool = False,
     ) -> None:
         super().__init__()
@@ -282,6 +286,7 @@ class SpanHead(nn.Module):
         self.register_buffer("adjacency", adjacency, persistent=False)
         self.register_buffer("normalized_adjacency", normalized, persistent=False)
         self.sentence_pool = nn.Linear(hidden_size, 1, bias=False)  # softmax logits: a bias would cancel
+        self.fusion_layers = nn.ModuleList(QueryTemporalFusion(hidden_size, dropout=dropout) for _ in range(fusion_layers))
         self.pool_clip = nn.Linear(hidden_size, hidden_size)
         self.pool_sentence = nn.Linear(hidden_size, hidden_size, bias=False)
         self.pool_score = nn.Linear(hidden_size, 1)
@@ -305,7 +310,7 @@ class SpanHead(nn.Module):
         for module in self.children():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-        for layer in self.graph_layers:
+        for layer in [*self.graph_layers, *self.fusion_layers]:
             layer.reset_parameters()
         nn.init.normal_(self.start_embedding.weight, std=0.02)
         nn.init.normal_(self.end_embedding.weight, std=0.02)
@@ -316,6 +321,8 @@ class SpanHead(nn.Module):
 
     def forward(self, clip_feats: Tensor, clip_mask: Tensor, word_feats: Tensor, word_mask: Tensor) -> GroundingOutput:
         sentence = masked_attention_pool(word_feats, word_mask, self.sentence_pool(word_feats).squeeze(-1))  # (B, H)
+        for layer in self.fusion_layers:
+            clip_feats = layer(clip_feats, clip_mask, sentence)
 
         attention = self.pool_score(torch.tanh(self.pool_clip(clip_feats) + self.pool_sentence(sentence)[:, None]))
         bound = self.pool_logit_bound
@@ -383,7 +390,8 @@ class SpanHead(nn.Module):
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}({self.hidden_size}, num_clips={self.num_clips}, "
-            f"candidates={self.num_candidates}, moment_size={self.moment_size}, graph_layers={self.num_graph_layers})"
+            f"candidates={self.num_candidates}, moment_size={self.moment_size}, graph_layers={self.num_graph_layers}"
+            + (f", fusion_layers={len(self.fusion_layers)})" if len(self.fusion_layers) else ")")
         )
 
 

@@ -75,5 +75,7 @@ def test_unknown_preset_is_refused_with_a_suggestion():
 def test_direct_construction_is_checked_too():
     with pytest.raises(ConfigError, match=r"span\.num_graph_layers must be >= 0"):
         SpanConfig(num_graph_layers=-1)
+    with pytest.raises(ConfigError, match=r"span\.fusion_layers must be an integer, got 1.5"):
+        SpanConfig(fusion_layers=1.5)
     with pytest.raises(ConfigError, match=r"video_graph must be a mapping"):
         GroundingConfig(video_graph=3)

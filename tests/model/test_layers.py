@@ -14,6 +14,7 @@ from grounding.model.layers import (
     GroupedLinear,
     ModalityGraphUpdate,
     OrderingConv,
+    QueryTemporalFusion,
     SyntacticGraphConv,
     knn_edges,
 )
@@ -124,6 +125,33 @@ def test_gcnext_block_batched_equals_one_at_a_time_and_ignores_padding():
         single = block(feats[index : index + 1], mask[index : index + 1])
         assert torch.allclose(out[index : index + 1], single, atol=1e-6)
         assert torch.count_nonzero(out[index, length:]) == 0
+
+
+# ---------------------------------------------------------------------------------------------------- fusion
+def test_query_temporal_fusion_ignores_padding_and_sees_one_clip_either_side():
+    torch.manual_seed(0)
+    block = QueryTemporalFusion(8).eval()
+    lengths = [6, 4]
+    mask = _prefix_mask(lengths, 6)
+    feats = torch.randn(2, 6, 8) * mask[..., None]
+    sentence = torch.randn(2, 8)
+    out = block(feats, mask, sentence)
+    assert out.shape == (2, 6, 8)
+    assert torch.count_nonzero(out[1, 4:]) == 0
+    noisy = feats.clone()
+    noisy[1, 4:] = 1e3  # whatever padding holds never reaches a real clip
+    assert torch.allclose(block(noisy, mask, sentence)[1, :4], out[1, :4], atol=1e-5)
+    for index, length in enumerate(lengths):
+        single = block(feats[index : index + 1, :length], mask[index : index + 1, :length], sentence[index : index + 1])
+        assert torch.allclose(single[0], out[index, :length], atol=1e-5)
+    changed = feats.clone()
+    changed[0, 2] += 1.0
+    moved = (block(changed, mask, sentence) - out).abs().sum(dim=-1)[0]  # (T,)
+    assert bool((moved[1:4] > 0).all()) and float(moved[0] + moved[4:].sum()) == 0.0
+    other_sentence = block(feats, mask, torch.randn(2, 8))
+    assert not torch.allclose(other_sentence[:, :4], out[:, :4])
+    with pytest.raises(ValueError, match="odd"):
+        QueryTemporalFusion(8, kernel_size=2)
 
 
 # ------------------------------------------------------------------------------------------------- syntactic

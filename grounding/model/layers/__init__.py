@@ -1,6 +1,7 @@
 """Layers of the grounding model: input standardisation, GCNeXt over clips, syntactic attention over words,
-cross-modal matching."""
+cross-modal matching, query-conditioned temporal fusion."""
 
+from grounding.model.layers.fusion import QueryTemporalFusion
 from grounding.model.layers.gcnext import GCNeXtBlock, GroupedLinear, OrderingConv, knn_edges
 from grounding.model.layers.matching import BottleneckMLP, CrossModalMatching, ModalityGraphUpdate
 from grounding.model.layers.standardize import FeatureStandardizer
@@ -14,6 +15,7 @@ __all__ = [
     "GroupedLinear",
     "ModalityGraphUpdate",
     "OrderingConv",
+    "QueryTemporalFusion",
     "SyntacticGraphConv",
     "knn_edges",
 ]
