@@ -174,6 +174,8 @@ class SpanConfig:
         fusion_layers: :class:`~grounding.model.layers.fusion.QueryTemporalFusion` blocks applied to the matched
             clips before pooling and boundary scoring: a residual update from ``[clip ; clip * U sentence]``
             followed by a kernel-3 convolution along time (default 0).
+        fusion_dilated: give fusion block i the dilation 2^i (1, 2, 4, ...), so n blocks see 2^n - 1 clips
+            either side instead of n (default False: every block dilation 1).
         dropout: dropout in the moment graph (default 0.1).
         share_layer_weights: reuse one moment-graph layer ``num_graph_layers`` times (default False).
     """
@@ -186,6 +188,7 @@ class SpanConfig:
     boundary_context: bool = False
     inside_score: bool = False
     fusion_layers: int = 0
+    fusion_dilated: bool = False
     dropout: float = 0.1
     share_layer_weights: bool = False
 
@@ -204,6 +207,7 @@ class SpanConfig:
         _check_bool("span.boundary_context", self.boundary_context)
         _check_bool("span.inside_score", self.inside_score)
         _check_int("span.fusion_layers", self.fusion_layers, 0)
+        _check_bool("span.fusion_dilated", self.fusion_dilated)
         _check_float("span.dropout", self.dropout, 0.0, 0.9)
         _check_bool("span.share_layer_weights", self.share_layer_weights)
 

@@ -256,6 +256,7 @@ class GroundingModel(nn.Module):
             boundary_context=span.boundary_context,
             inside_score=span.inside_score,
             fusion_layers=span.fusion_layers,
+            fusion_dilated=span.fusion_dilated,
             share_layer_weights=span.share_layer_weights,
         )
         self.video_projection = nn.Linear(hidden, hidden)

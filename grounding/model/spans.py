@@ -240,6 +240,7 @@ class SpanHead(nn.Module):
         boundary_context: add the boundary content of step 2 (default False).
         inside_score: the inside logit of step 4 and its factor in step 5 (default False).
         fusion_layers: query-conditioned temporal fusion blocks of step 1 (default 0).
+        fusion_dilated: block i of step 1 convolves with dilation 2^i (default False: all 1).
         share_layer_weights: reuse one moment-graph layer ``num_graph_layers`` times (default False).
 
     Shapes:
@@ -261,6 +262,7 @@ class SpanHead(nn.Module):
         boundary_context: bool = False,
         inside_score: bool = False,
         fusion_layers: int = 0,
+        fusion_dilated: bool = False,
         share_layer_weights: bool = False,
     ) -> None:
         super().__init__()
@@ -286,7 +288,10 @@ class SpanHead(nn.Module):
         self.register_buffer("adjacency", adjacency, persistent=False)
         self.register_buffer("normalized_adjacency", normalized, persistent=False)
         self.sentence_pool = nn.Linear(hidden_size, 1, bias=False)  # softmax logits: a bias would cancel
-        self.fusion_layers = nn.ModuleList(QueryTemporalFusion(hidden_size, dropout=dropout) for _ in range(fusion_layers))
+        self.fusion_layers = nn.ModuleList(
+            QueryTemporalFusion(hidden_size, dropout=dropout, dilation=2**depth if fusion_dilated else 1)
+            for depth in range(fusion_layers)
+        )
         self.pool_clip = nn.Linear(hidden_size, hidden_size)
         self.pool_sentence = nn.Linear(hidden_size, hidden_size, bias=False)
         self.pool_score = nn.Linear(hidden_size, 1)

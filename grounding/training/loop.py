@@ -5,7 +5,8 @@ A run folder (``train.output_dir``)::
 
     config.yaml             the resolved config (defaults + base files + file + overrides)
     log.csv                 one row per epoch: epoch, step, lr, seconds, loss parts, <split>/<metric> ...
-    metrics/epoch_NNN.json  the same numbers per epoch, metrics of every evaluated split (percent)
+    metrics/epoch_NNN.json  the same numbers per epoch, metrics of every evaluated split (percent); with
+                            train.test_every_epoch off, only best_split except for the last and the best epoch
     last/                   model + training state after the latest epoch (what --resume continues from)
     best/                   model with the best ``train.best_metric`` on ``train.best_split`` so far
     skipped.json            queries left out by data.skip_missing_videos (only when there are any)
@@ -533,7 +534,10 @@ class Trainer:
 
             metrics: dict[str, dict[str, float]] = {}
             if epoch % train_cfg.eval_every == 0 or epoch == train_cfg.epochs:
-                metrics = self._evaluate(model, eval_splits)
+                every_split = train_cfg.test_every_epoch or epoch == train_cfg.epochs
+                metrics = self._evaluate(
+                    model, eval_splits if every_split else {train_cfg.best_split: eval_splits[train_cfg.best_split]}
+                )
                 last_metrics = metrics
             record = {
                 "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
@@ -561,9 +565,31 @@ class Trainer:
                 stopped_early = True
                 _note(f"stopped after epoch {epoch} (train.stop_after_epoch); continue with --resume", context)
                 break
+        if not stopped_early and not train_cfg.test_every_epoch and best_epoch is not None:
+            self._complete_best_metrics(best_epoch, eval_splits, split_names)
         return TrainResult(
             self.run_dir, epochs_done, stopped_early, best_epoch, best_value, last_metrics, skipped, context.rank
         )
+
+    def _complete_best_metrics(self, best_epoch: int, eval_splits: dict[str, SplitData], split_names: list[str]) -> None:
+        """With ``train.test_every_epoch`` off: score ``best/`` on the splits its epoch did not evaluate, and add
+        them to ``best/metrics.json``, that epoch's ``metrics/epoch_NNN.json`` and ``log.csv``."""
+        context = self.context
+        record_path = self.run_dir / "metrics" / f"epoch_{best_epoch:03d}.json"
+        record = broadcast_object(
+            json.loads(record_path.read_text(encoding="utf-8")) if context.is_main else None, context
+        )
+        missing = {name: split for name, split in eval_splits.items() if name not in record["metrics"]}
+        if not missing:
+            return
+        best = GroundingModel.from_pretrained(self.run_dir / "best", map_location=context.device)
+        record["metrics"].update(self._evaluate(best, missing))
+        if context.is_main:
+            write_json(record_path, record)
+            write_json(self.run_dir / "best" / METRICS_FILE, record)
+            write_csv_log(self.run_dir, split_names)
+            self._report_epoch(record, best_epoch, prefix="best checkpoint: ")
+        barrier(context)
 
     def _evaluate(self, model: GroundingModel, splits: dict[str, SplitData]) -> dict[str, dict[str, float]]:
         """Metrics of every split: each rank predicts its shard, every rank gathers all predictions and scores
@@ -585,8 +611,8 @@ class Trainer:
             results[name] = dict(scored)
         return results
 
-    def _report_epoch(self, record: Mapping[str, Any], best_epoch: int | None) -> None:
-        parts = [f"epoch {record['epoch']}", f"loss {record['loss']['total']:.4f}", f"lr {record['lr']:.3g}"]
+    def _report_epoch(self, record: Mapping[str, Any], best_epoch: int | None, prefix: str = "") -> None:
+        parts = [f"{prefix}epoch {record['epoch']}", f"loss {record['loss']['total']:.4f}", f"lr {record['lr']:.3g}"]
         metric = self.config.train.best_metric
         for split, metrics in record["metrics"].items():
             parts.append(f"{split} {metric} {metrics[metric]:.2f}")

@@ -152,6 +152,27 @@ def test_query_temporal_fusion_ignores_padding_and_sees_one_clip_either_side():
     assert not torch.allclose(other_sentence[:, :4], out[:, :4])
     with pytest.raises(ValueError, match="odd"):
         QueryTemporalFusion(8, kernel_size=2)
+    with pytest.raises(ValueError, match="dilation"):
+        QueryTemporalFusion(8, dilation=0)
+
+
+def test_dilated_fusion_reads_clips_d_apart_and_never_padding():
+    torch.manual_seed(0)
+    block = QueryTemporalFusion(8, dilation=2).eval()
+    assert str(block) == "QueryTemporalFusion(8, kernel_size=3, dilation=2)"
+    mask = _prefix_mask([9, 6], 9)
+    feats = torch.randn(2, 9, 8) * mask[..., None]
+    sentence = torch.randn(2, 8)
+    out = block(feats, mask, sentence)
+    changed = feats.clone()
+    changed[0, 4] += 1.0
+    moved = (block(changed, mask, sentence) - out).abs().sum(dim=-1)[0]
+    assert sorted(torch.nonzero(moved).flatten().tolist()) == [2, 4, 6]
+    noisy = feats.clone()
+    noisy[1, 6:] = 1e3
+    assert torch.allclose(block(noisy, mask, sentence)[1, :6], out[1, :6], atol=1e-5)
+    single = block(feats[1:, :6], mask[1:, :6], sentence[1:])
+    assert torch.allclose(single[0], out[1, :6], atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------- syntactic

@@ -84,11 +84,15 @@ def test_encode_then_score_equals_forward():
     assert torch.equal(output.span_scores, model(clip_feats, clip_mask, word_feats, word_mask, edges).span_scores)
 
 
-@pytest.mark.parametrize(("lstm_layers", "input_dropout", "fusion_layers"), [(0, 0.0, 0), (2, 0.2, 2)])
-def test_every_parameter_gets_a_gradient(lstm_layers, input_dropout, fusion_layers):
+@pytest.mark.parametrize(
+    ("lstm_layers", "input_dropout", "fusion_layers", "fusion_dilated"),
+    [(0, 0.0, 0, False), (2, 0.2, 2, False), (0, 0.0, 3, True)],
+)
+def test_every_parameter_gets_a_gradient(lstm_layers, input_dropout, fusion_layers, fusion_dilated):
     torch.manual_seed(0)
     config = tiny_config(
-        span=SpanConfig(pooling_counts=(4, 2), num_graph_layers=2, dropout=0.0, fusion_layers=fusion_layers),
+        span=SpanConfig(pooling_counts=(4, 2), num_graph_layers=2, dropout=0.0, fusion_layers=fusion_layers,
+                         fusion_dilated=fusion_dilated),
         text=TextConfig(input_dim=10, lstm_layers=lstm_layers, num_syntactic_layers=2, dropout=0.0),
         video_graph=VideoGraphConfig(num_layers=2, knn_k=3, groups=4, width_per_group=4, positional="learned", dropout=0.0),
         input_dropout=input_dropout,

@@ -129,6 +129,29 @@ def test_cropped_training_resumes_to_the_same_weights(world: Path, tmp_path: Pat
     assert not all(torch.equal(cropped[name], expected[name]) for name in expected)  # the crops changed training
 
 
+def test_test_splits_only_for_the_chosen_and_the_last_model(world: Path, tmp_path: Path, finished_run) -> None:
+    _, reference = finished_run
+    result = train(tiny_config(world, tmp_path / "val-only", test_every_epoch=False))
+    expected = load_file(reference.run_dir / "last" / "model.safetensors")
+    trained = load_file(result.run_dir / "last" / "model.safetensors")
+    assert all(torch.equal(expected[name], trained[name]) for name in expected)  # evaluation never touches training
+    assert (result.best_epoch, result.best_value) == (reference.best_epoch, reference.best_value)
+    assert result.best_epoch == 1  # so best/ is scored on test after training, not by the last epoch's pass
+    assert result.metrics == reference.metrics
+    rows = read_rows(result.run_dir / "log.csv")
+    for epoch in (1, 2):
+        name = f"metrics/epoch_{epoch:03d}.json"
+        record = json.loads((result.run_dir / name).read_text())
+        full = json.loads((reference.run_dir / name).read_text())["metrics"]
+        scored = {"val", "test"} if epoch in (result.best_epoch, 2) else {"val"}
+        assert record["metrics"] == {split: full[split] for split in scored}
+        assert (rows[epoch - 1]["test/R1@0.5"] != "") == ("test" in scored)
+    best_record = json.loads((result.run_dir / "best" / "metrics.json").read_text())
+    assert best_record["epoch"] == result.best_epoch
+    reference_best = json.loads((reference.run_dir / "best" / "metrics.json").read_text())
+    assert best_record["metrics"] == reference_best["metrics"]
+
+
 def test_two_identical_runs_give_identical_results(world: Path, tmp_path: Path, finished_run) -> None:
     _, reference = finished_run
     again = train(tiny_config(world, tmp_path / "again"))
