@@ -130,14 +130,34 @@ def span_softmax_pool(values: Tensor, logits: Tensor, mask: Tensor, candidates: 
     weighted = weights[..., None] * values.transpose(0, 1).double()  # (T, B, H)
     prefix_values = nn.functional.pad(weighted.cumsum(dim=0), (0, 0, 0, 0, 1, 0))  # (T+1, B, H)
     prefix_weights = nn.functional.pad(weights.cumsum(dim=0), (0, 0, 1, 0))  # (T+1, B)
-    num_candidates = candidates.shape[0]
-    bounds = torch.cat([candidates[:, 1] + 1, candidates[:, 0]])  # ends (exclusive), then starts
-    gathered = prefix_values.index_select(0, bounds)  # (2M, B, H)
-    numerators = (gathered[:num_candidates] - gathered[num_candidates:]).to(values.dtype)  # (M, B, H)
-    gathered_weights = prefix_weights.index_select(0, bounds)
-    denominators = gathered_weights[:num_candidates] - gathered_weights[num_candidates:]
+    # P_{j+1} - P_i for every candidate as one sparse (M, T+1) x (T+1, B*H) product: gathering both ends
+    # and subtracting would allocate (2M, B, H) float64 tensors forward and twice that in backward
+    difference = prefix_difference_matrix(candidates, values.shape[1])
+    num_candidates, (num_prefixes, batch_size, hidden_size) = candidates.shape[0], prefix_values.shape
+    flat_values = prefix_values.reshape(num_prefixes, batch_size * hidden_size)
+    numerators = torch.sparse.mm(difference, flat_values).view(num_candidates, batch_size, hidden_size)
+    denominators = torch.sparse.mm(difference, prefix_weights)  # (M, B)
     inverse = torch.where(denominators > 0, 1.0 / denominators.clamp_min(1e-300), 0.0).to(values.dtype)
-    return numerators * inverse[..., None]
+    return numerators.to(values.dtype) * inverse[..., None]
+
+
+def prefix_difference_matrix(candidates: Tensor, num_clips: int) -> Tensor:
+    """The sparse (M, T + 1) float64 matrix with +1 at ``(m, j + 1)`` and -1 at ``(m, i)`` for candidate
+    ``m = (i, j)``: times the prefix sums ``P`` (T + 1 rows) it gives every ``P_{j+1} - P_i``.
+
+    Args:
+        candidates: (M, 2) int64 ``(start_clip, end_clip)`` inclusive, within ``[0, num_clips)``.
+        num_clips: T.
+
+    Returns:
+        (M, T + 1) float64 sparse COO tensor, coalesced.
+    """
+    num_candidates = candidates.shape[0]
+    rows = torch.arange(num_candidates, device=candidates.device).repeat(2)
+    columns = torch.cat([candidates[:, 1] + 1, candidates[:, 0]])
+    signs = torch.cat([torch.ones(num_candidates), -torch.ones(num_candidates)]).to(candidates.device, torch.float64)
+    size = (num_candidates, num_clips + 1)
+    return torch.sparse_coo_tensor(torch.stack([rows, columns]), signs, size, check_invariants=True).coalesce()
 
 
 def masked_attention_pool(feats: Tensor, mask: Tensor, logits: Tensor) -> Tensor:

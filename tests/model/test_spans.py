@@ -17,7 +17,7 @@ from grounding.model import (
     span_candidates,
     span_softmax_pool,
 )
-from grounding.model.spans import MomentGraphConv, soft_span_iou
+from grounding.model.spans import MomentGraphConv, prefix_difference_matrix, soft_span_iou
 from tests.model import single_thread
 
 pytestmark = pytest.mark.usefixtures(single_thread.__name__)
@@ -101,6 +101,16 @@ def test_prefix_sum_pooling_equals_a_naive_masked_softmax():
     expected_grads = torch.autograd.grad((expected * weights).sum(), (values, logits))
     for got, want in zip(grads, expected_grads):
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_prefix_difference_matrix_takes_the_end_prefix_minus_the_start_prefix():
+    difference = prefix_difference_matrix(torch.tensor([[0, 0], [1, 3], [2, 4]]), num_clips=5)
+    assert difference.shape == (3, 6) and difference.dtype == torch.float64
+    assert difference.to_dense().tolist() == [
+        [-1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+        [0.0, -1.0, 0.0, 0.0, 1.0, 0.0],
+        [0.0, 0.0, -1.0, 0.0, 0.0, 1.0],
+    ]
 
 
 def test_pooling_survives_a_tiny_span_after_huge_weights():
