@@ -19,6 +19,9 @@ then takes ~2.9 s instead of ~75 ms, for this model and any other. ``--omp-wait-
 stalls on a busy machine (at the price of a futex wake-up per parallel region, which slows the small
 configurations); the default leaves the environment alone. The load average is printed with the results.
 
+``build_step`` (the model, its inputs and one step) and ``time_in_process`` (in-process timing, CUDA-aware) are
+also what ``benchmarks/gpu_check.py`` times on a GPU.
+
 Usage::
 
     python benchmarks/bench_model.py                       # all configurations (several minutes)
@@ -69,50 +72,78 @@ def _status_kb(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def run_worker(preset: str, measurement: str, threads: int, repeats: int | None) -> dict[str, float]:
-    """Run one measurement in this process and return its figures."""
+def build_step(preset: str, measurement: str, batch_size: int, device: str = "cpu", amp: str = "none"):
+    """The model of ``preset`` with random inputs of its real shapes, and one step of ``measurement``.
+
+    ``measurement`` is ``train`` (forward, loss, backward, AdamW step) or ``infer-*`` (a forward pass under
+    ``torch.inference_mode``). ``amp`` (``none``, ``bf16``, ``fp16``) runs the forward pass under
+    ``torch.autocast`` on CUDA, as ``train.amp`` does; fp16 training scales the loss like the trainer.
+
+    Returns:
+        ``(step, config)``: ``step()`` runs one step; ``config`` is the preset's GroundingConfig.
+    """
     import torch
 
     from grounding.model import GroundingConfig, GroundingModel, compute_loss
     from grounding.text.language_graph import batch_edge_index, sequential_edges
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    baseline_kb = _status_kb("VmRSS")
     config = GroundingConfig.preset(preset)
-    bench = next(item for item in CONFIGS if item.preset == preset)
-    batch_size = {"infer-1": 1, "infer-32": 32, "train": bench.train_batch}[measurement]
-    if repeats is None:
-        heavy = config.num_clips >= 128
-        repeats = {"infer-1": 5 if heavy else 30, "infer-32": 3 if heavy else 10, "train": 3 if heavy else 5}[measurement]
-
-    model = GroundingModel(config)
-    clip_feats = torch.randn(batch_size, config.num_clips, config.input_dim)
-    clip_mask = torch.ones(batch_size, config.num_clips, dtype=torch.bool)
-    word_feats = torch.randn(batch_size, NUM_WORDS, config.text.input_dim)
-    word_mask = torch.ones(batch_size, NUM_WORDS, dtype=torch.bool)
-    word_edges = batch_edge_index([sequential_edges(NUM_WORDS)] * batch_size, NUM_WORDS)
+    model = GroundingModel(config).to(device)
+    clip_feats = torch.randn(batch_size, config.num_clips, config.input_dim, device=device)
+    clip_mask = torch.ones(batch_size, config.num_clips, dtype=torch.bool, device=device)
+    word_feats = torch.randn(batch_size, NUM_WORDS, config.text.input_dim, device=device)
+    word_mask = torch.ones(batch_size, NUM_WORDS, dtype=torch.bool, device=device)
+    word_edges = batch_edge_index([sequential_edges(NUM_WORDS)] * batch_size, NUM_WORDS).to(device)
     inputs = (clip_feats, clip_mask, word_feats, word_mask, word_edges)
-    durations = torch.full((batch_size,), 30.0)
-    starts = torch.rand(batch_size) * 20.0
-    targets = torch.stack([starts, starts + 2.0 + torch.rand(batch_size) * 8.0], dim=1)
+    durations = torch.full((batch_size,), 30.0, device=device)
+    starts = torch.rand(batch_size, device=device) * 20.0
+    targets = torch.stack([starts, starts + 2.0 + torch.rand(batch_size, device=device) * 8.0], dim=1)
+    use_amp = amp != "none" and torch.device(device).type == "cuda"
+    precision = torch.bfloat16 if amp == "bf16" else torch.float16
+
+    def autocast():
+        return torch.autocast(device_type="cuda", dtype=precision, enabled=use_amp)
 
     if measurement == "train":
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp == "fp16")
 
         def step() -> None:
             optimizer.zero_grad(set_to_none=True)
-            loss, _ = compute_loss(model(*inputs), targets, durations, config.loss)
-            loss.backward()
-            optimizer.step()
+            with autocast():
+                loss, _ = compute_loss(model(*inputs), targets, durations, config.loss)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
 
     else:
         model.eval()
 
         def step() -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 model(*inputs)
+
+    return step, config
+
+
+def batch_size_of(preset: str, measurement: str) -> int:
+    bench = next(item for item in CONFIGS if item.preset == preset)
+    return {"infer-1": 1, "infer-32": 32, "train": bench.train_batch}[measurement]
+
+
+def run_worker(preset: str, measurement: str, threads: int, repeats: int | None) -> dict[str, float]:
+    """Run one CPU measurement in this process and return its figures."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    baseline_kb = _status_kb("VmRSS")
+    batch_size = batch_size_of(preset, measurement)
+    step, config = build_step(preset, measurement, batch_size)
+    if repeats is None:
+        heavy = config.num_clips >= 128
+        repeats = {"infer-1": 5 if heavy else 30, "infer-32": 3 if heavy else 10, "train": 3 if heavy else 5}[measurement]
 
     step()  # warm-up: allocator, oneDNN primitives
     times = []
@@ -129,6 +160,46 @@ def run_worker(preset: str, measurement: str, threads: int, repeats: int | None)
         "min_s": min(times),
         "peak_rss_gb": peak_kb / 2**20,
         "peak_rise_gb": (peak_kb - baseline_kb) / 2**20,
+    }
+    if measurement != "train":
+        result["ms_per_query"] = median * 1000.0 / batch_size
+    return result
+
+
+def time_in_process(
+    preset: str, measurement: str, batch_size: int, device: str = "cuda", amp: str = "none", repeats: int = 20
+) -> dict[str, float | None]:
+    """One measurement on ``device`` in this process: median step time (synchronised on CUDA) and, on CUDA, the
+    peak of ``torch.cuda.max_memory_allocated`` over the steps in GB (weights and inputs included)."""
+    import torch
+
+    on_cuda = torch.device(device).type == "cuda"
+    torch.manual_seed(0)
+    if on_cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    step, _ = build_step(preset, measurement, batch_size, device=device, amp=amp)
+
+    def synchronize() -> None:
+        if on_cuda:
+            torch.cuda.synchronize()
+
+    for _ in range(3):  # warm-up: kernels, cuBLAS handles, the allocator's pool
+        step()
+    synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    result: dict[str, float | None] = {
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "median_s": median,
+        "min_s": min(times),
+        "peak_cuda_gb": torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,
     }
     if measurement != "train":
         result["ms_per_query"] = median * 1000.0 / batch_size

@@ -2,8 +2,9 @@
 
 ``torchrun --nproc-per-node 4 -m grounding.cli.main train --config ...`` sets ``WORLD_SIZE``, ``RANK`` and
 ``LOCAL_RANK`` in each process; :func:`init_distributed` reads them, joins the process group (NCCL on CUDA, gloo
-on CPU) and picks the device (``cuda:LOCAL_RANK``). Without those variables everything here is a no-op for a
-single process, so the trainer has one code path.
+on CPU) and picks the device (``cuda:LOCAL_RANK``). ``torchrun --nproc-per-node 1`` joins a group of one and
+trains through DistributedDataParallel too, which is how the distributed path is checked on a single device.
+Without those variables everything here is a no-op for a single process, so the trainer has one code path.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ class DistributedContext:
         local_rank: rank on this machine; selects ``cuda:local_rank``.
         world_size: number of processes (1 without torchrun).
         device: the device this process computes on.
+        joined: whether this process joined a process group (every process torchrun starts, even alone).
     """
 
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
+    joined: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -40,7 +43,8 @@ class DistributedContext:
 
     @property
     def is_distributed(self) -> bool:
-        return self.world_size > 1
+        """True under torchrun: gradients, metrics and objects then go through the process group."""
+        return self.joined
 
 
 def _env_int(name: str, default: int) -> int:
@@ -67,7 +71,8 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
 
 
 def init_distributed(device_preference: str = "auto") -> DistributedContext:
-    """Read torchrun's environment, join the process group when ``WORLD_SIZE > 1``, and choose the device.
+    """Read torchrun's environment, join the process group when torchrun started this process (it sets
+    ``WORLD_SIZE`` and ``MASTER_ADDR``) or ``WORLD_SIZE > 1``, and choose the device.
 
     Args:
         device_preference: ``train.device`` (``auto``, ``cpu`` or ``cuda``).
@@ -79,13 +84,15 @@ def init_distributed(device_preference: str = "auto") -> DistributedContext:
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     device = resolve_device(device_preference, local_rank)
-    if world_size > 1:
+    launched = "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+    joined = world_size > 1 or launched
+    if joined:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
-    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device, joined=joined)
 
 
 def barrier(context: DistributedContext) -> None:
