@@ -206,7 +206,9 @@ def time_in_process(
     return result
 
 
-def measure(preset: str, measurement: str, threads: int, repeats: int | None, wait_policy: str) -> dict[str, float]:
+def measure(
+    preset: str, measurement: str, threads: int, repeats: int | None, wait_policy: str, mmap_threshold: int | None = None
+) -> dict[str, float]:
     """Run one measurement in a fresh subprocess (so its peak memory is its own)."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", preset, measurement, "--threads", str(threads)]
     if repeats is not None:
@@ -214,6 +216,8 @@ def measure(preset: str, measurement: str, threads: int, repeats: int | None, wa
     environment = dict(os.environ)
     if wait_policy != "default":
         environment["OMP_WAIT_POLICY"] = wait_policy
+    if mmap_threshold is not None:
+        environment["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
     completed = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if completed.returncode != 0:
         raise RuntimeError(f"{preset} {measurement} failed:\n{completed.stderr[-4000:]}")
@@ -234,6 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         default="default",
         choices=("PASSIVE", "ACTIVE", "default"),
         help="OMP_WAIT_POLICY of the workers ('default' leaves the environment alone; PASSIVE for a busy machine)",
+    )
+    parser.add_argument(
+        "--malloc-mmap-threshold",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="glibc's MALLOC_MMAP_THRESHOLD_ for the workers: blocks this large or larger go back to the system "
+        "when freed (lower peak memory, slower steps); default: glibc's own, which keeps freed blocks up to 32 MB",
     )
     parser.add_argument("--json", default=None, help="also write all figures to this JSON file")
     parser.add_argument("--worker", nargs=2, metavar=("PRESET", "MEASUREMENT"), help=argparse.SUPPRESS)
@@ -256,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         for measurement in MEASUREMENTS:
             print(f"{bench.preset} {measurement} ...", file=sys.stderr, flush=True)
             results[bench.preset][measurement] = measure(
-                bench.preset, measurement, args.threads, args.repeats, args.omp_wait_policy
+                bench.preset, measurement, args.threads, args.repeats, args.omp_wait_policy, args.malloc_mmap_threshold
             )
 
     header = (
@@ -285,10 +297,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{bench.ref_train_s:5.2f} -> {train['median_s']:5.2f} s ({_ratio(bench.ref_train_s, train['median_s']):>6}, b{train['batch_size']:.0f}) | "
             f"{memory}; {others}"
         )
-    print(f"threads {args.threads}; OMP_WAIT_POLICY {args.omp_wait_policy}; load average after: {os.getloadavg()}")
+    print(
+        f"threads {args.threads}; OMP_WAIT_POLICY {args.omp_wait_policy}; MALLOC_MMAP_THRESHOLD_ "
+        f"{args.malloc_mmap_threshold or 'default'}; load average after: {os.getloadavg()}"
+    )
     if args.json:
         with open(args.json + ".tmp", "w", encoding="utf-8") as handle:
-            json.dump({"threads": args.threads, "omp_wait_policy": args.omp_wait_policy, "results": results}, handle, indent=2)
+            json.dump({"threads": args.threads, "omp_wait_policy": args.omp_wait_policy,
+                       "malloc_mmap_threshold": args.malloc_mmap_threshold, "results": results}, handle, indent=2)
         os.replace(args.json + ".tmp", args.json)
     return 0
 
