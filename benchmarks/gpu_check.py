@@ -76,7 +76,7 @@ def compare_devices(preset: str, batch_size: int = 2) -> dict[str, Any]:
     def run(device: str, autocast: torch.dtype | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         moved = model.to(device).train()
         moved.zero_grad(set_to_none=True)
-        with torch.autocast(device_type="cuda", dtype=autocast or torch.float32, enabled=autocast is not None):
+        with torch.autocast(device_type="cuda", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             output = moved(*(tensor.to(device) for tensor in inputs))
             loss, _ = compute_loss(output, targets.to(device), durations.to(device), config.loss)
         loss.backward()
