@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 NUM_WORDS = 10
 
@@ -72,6 +73,25 @@ def _status_kb(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
+def random_inputs(config: Any, batch_size: int, generator: Any = None) -> tuple[Any, ...]:
+    """The model's positional inputs for ``batch_size`` random videos of ``config.num_clips`` real clips and
+    queries of ``NUM_WORDS`` words with chain edges, on the CPU: ``(clip_feats, clip_mask, word_feats, word_mask,
+    word_edges)``."""
+    import torch
+
+    from grounding.text.language_graph import batch_edge_index, sequential_edges
+
+    clip_feats = torch.randn(batch_size, config.num_clips, config.input_dim, generator=generator)
+    word_feats = torch.randn(batch_size, NUM_WORDS, config.text.input_dim, generator=generator)
+    return (
+        clip_feats,
+        torch.ones(batch_size, config.num_clips, dtype=torch.bool),
+        word_feats,
+        torch.ones(batch_size, NUM_WORDS, dtype=torch.bool),
+        batch_edge_index([sequential_edges(NUM_WORDS)] * batch_size, NUM_WORDS),
+    )
+
+
 def build_step(preset: str, measurement: str, batch_size: int, device: str = "cpu", amp: str = "none"):
     """The model of ``preset`` with random inputs of its real shapes, and one step of ``measurement``.
 
@@ -85,16 +105,10 @@ def build_step(preset: str, measurement: str, batch_size: int, device: str = "cp
     import torch
 
     from grounding.model import GroundingConfig, GroundingModel, compute_loss
-    from grounding.text.language_graph import batch_edge_index, sequential_edges
 
     config = GroundingConfig.preset(preset)
     model = GroundingModel(config).to(device)
-    clip_feats = torch.randn(batch_size, config.num_clips, config.input_dim, device=device)
-    clip_mask = torch.ones(batch_size, config.num_clips, dtype=torch.bool, device=device)
-    word_feats = torch.randn(batch_size, NUM_WORDS, config.text.input_dim, device=device)
-    word_mask = torch.ones(batch_size, NUM_WORDS, dtype=torch.bool, device=device)
-    word_edges = batch_edge_index([sequential_edges(NUM_WORDS)] * batch_size, NUM_WORDS).to(device)
-    inputs = (clip_feats, clip_mask, word_feats, word_mask, word_edges)
+    inputs = tuple(tensor.to(device) for tensor in random_inputs(config, batch_size))
     durations = torch.full((batch_size,), 30.0, device=device)
     starts = torch.rand(batch_size, device=device) * 20.0
     targets = torch.stack([starts, starts + 2.0 + torch.rand(batch_size, device=device) * 8.0], dim=1)

@@ -45,10 +45,13 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_model import CONFIGS, batch_size_of, time_in_process  # noqa: E402
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the package from this checkout even where it is not installed (a GPU machine gets a bare copy of the tree)
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "benchmarks")]
+from bench_model import CONFIGS, batch_size_of, random_inputs, time_in_process  # noqa: E402
+
+from grounding.training.checkpoint import load_training_state  # noqa: E402
+
 ACTIONS = ("jumps", "spins", "falls", "grows")
 OBJECTS = ("ball", "box", "cup", "star")
 VOCABULARY = ("the", *ACTIONS, *OBJECTS)
@@ -58,18 +61,13 @@ VOCABULARY = ("the", *ACTIONS, *OBJECTS)
 def compare_devices(preset: str, batch_size: int = 2) -> dict[str, Any]:
     """Scores and gradients of one model on the CPU and on CUDA, from the same weights and inputs."""
     from grounding.model import GroundingConfig, GroundingModel, compute_loss
-    from grounding.text.language_graph import batch_edge_index, sequential_edges
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     config = GroundingConfig.preset(preset)
     torch.manual_seed(0)
     model = GroundingModel(config)
-    generator = torch.Generator().manual_seed(1)
-    clip_feats = torch.randn(batch_size, config.num_clips, config.input_dim, generator=generator)
-    word_feats = torch.randn(batch_size, 10, config.text.input_dim, generator=generator)
-    inputs = (clip_feats, torch.ones(batch_size, config.num_clips, dtype=torch.bool), word_feats,
-              torch.ones(batch_size, 10, dtype=torch.bool), batch_edge_index([sequential_edges(10)] * batch_size, 10))
+    inputs = random_inputs(config, batch_size, generator=torch.Generator().manual_seed(1))
     durations = torch.full((batch_size,), 30.0)
     targets = torch.tensor([[3.0, 9.0], [12.5, 20.0]])[:batch_size]
 
@@ -170,22 +168,9 @@ def train_run(config: Path, run_dir: Path, overrides: list[str], processes: int 
     result["losses"] = [float(row["loss_total"]) for row in rows]
     result["test_R1@0.5"] = float(rows[-1]["test/R1@0.5"])
     result["notes"] = [line for line in completed.stderr.splitlines() if line.startswith("grounding train:")]
-    state = json.loads((run_dir / "last" / "training_state.json").read_text(encoding="utf-8"))
-    result["loss_scale"] = _find_scale(state)
+    scale = load_training_state(run_dir / "last")["scaler"].get("scale")  # {} while the scaler is off
+    result["loss_scale"] = None if scale is None else float(scale)
     return result
-
-
-def _find_scale(state: Any) -> float | None:
-    """The GradScaler's ``scale`` in a training_state.json tree (None when the scaler was off)."""
-    if isinstance(state, dict):
-        if "scaler" in state and isinstance(state["scaler"], dict):
-            value = state["scaler"].get("scale")
-            return float(value) if isinstance(value, (int, float)) else None
-        for value in state.values():
-            found = _find_scale(value)
-            if found is not None:
-                return found
-    return None
 
 
 def check_training(device: str, quick: bool, work: Path) -> dict[str, Any]:

@@ -108,7 +108,9 @@ def candidate_adjacency(candidates: Tensor) -> Tensor:
     return torch.sparse_coo_tensor(indices, torch.ones(indices.shape[1]), size, check_invariants=True).coalesce()
 
 
-def span_softmax_pool(values: Tensor, logits: Tensor, mask: Tensor, candidates: Tensor) -> Tensor:
+def span_softmax_pool(
+    values: Tensor, logits: Tensor, mask: Tensor, candidates: Tensor, difference: Tensor | None = None
+) -> Tensor:
     """Softmax attention pooling of the clips inside each candidate span, by prefix sums.
 
     ``pooled[m, b] = sum_{t in [i, j], real} softmax(logits[b, i..j]) values[b, t]`` for candidate
@@ -120,6 +122,8 @@ def span_softmax_pool(values: Tensor, logits: Tensor, mask: Tensor, candidates: 
         logits: (B, T) float attention logits.
         mask: (B, T) bool, True = real clip; every sample needs one.
         candidates: (M, 2) int64 ``(start_clip, end_clip)`` inclusive.
+        difference: ``prefix_difference_matrix(candidates, T)`` on ``values``' device, for callers that pool
+            over the same candidates every time (built here when None).
 
     Returns:
         (M, B, H) candidate-major, in ``values``' dtype; 0 for a candidate without a real clip.
@@ -132,7 +136,9 @@ def span_softmax_pool(values: Tensor, logits: Tensor, mask: Tensor, candidates: 
     prefix_weights = nn.functional.pad(weights.cumsum(dim=0), (0, 0, 1, 0))  # (T+1, B)
     # P_{j+1} - P_i for every candidate as one sparse (M, T+1) x (T+1, B*H) product: gathering both ends
     # and subtracting would allocate (2M, B, H) float64 tensors forward and twice that in backward
-    difference = prefix_difference_matrix(candidates, values.shape[1])
+    if difference is None:
+        difference = prefix_difference_matrix(candidates, values.shape[1])
+    difference = difference.double()  # a no-op unless the module was cast with .half() or .to(dtype)
     num_candidates, (num_prefixes, batch_size, hidden_size) = candidates.shape[0], prefix_values.shape
     flat_values = prefix_values.reshape(num_prefixes, batch_size * hidden_size)
     numerators = torch.sparse.mm(difference, flat_values).view(num_candidates, batch_size, hidden_size)
@@ -307,6 +313,7 @@ class SpanHead(nn.Module):
         self.register_buffer("candidates", candidates, persistent=False)
         self.register_buffer("adjacency", adjacency, persistent=False)
         self.register_buffer("normalized_adjacency", normalized, persistent=False)
+        self.register_buffer("prefix_difference", prefix_difference_matrix(candidates, num_clips), persistent=False)
         self.sentence_pool = nn.Linear(hidden_size, 1, bias=False)  # softmax logits: a bias would cancel
         self.fusion_layers = nn.ModuleList(
             QueryTemporalFusion(hidden_size, dropout=dropout, dilation=2**depth if fusion_dilated else 1)
@@ -353,7 +360,9 @@ class SpanHead(nn.Module):
         bound = self.pool_logit_bound
         attention = bound * torch.tanh(attention.squeeze(-1) / bound)  # (B, T)
         starts, ends = self.candidates[:, 0], self.candidates[:, 1]
-        moments = span_softmax_pool(self.moment_value(clip_feats), attention, clip_mask, self.candidates)  # (M, B, Hm)
+        moments = span_softmax_pool(
+            self.moment_value(clip_feats), attention, clip_mask, self.candidates, self.prefix_difference
+        )  # (M, B, Hm)
         positions = (self.start_embedding(starts) + self.end_embedding(ends))[:, None, :]  # (M, 1, Hm)
         moments = moments + positions
         if self.context_value is not None:

@@ -453,7 +453,8 @@ class Trainer:
             wrapped = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True
             )
-            _note(f"DistributedDataParallel over {context.world_size} process(es), {torch.distributed.get_backend()} on {device}", context)
+            backend = torch.distributed.get_backend()
+            _note(f"DistributedDataParallel over {context.world_size} process(es), {backend} on {device}", context)
         per_rank_batch = train_cfg.batch_size // context.world_size
         steps_per_epoch = len(self._loader(train_split.dataset, per_rank_batch, shuffle=True))
         optimizer = torch.optim.AdamW(
