@@ -105,6 +105,7 @@ def build_step(preset: str, measurement: str, batch_size: int, device: str = "cp
     import torch
 
     from grounding.model import GroundingConfig, GroundingModel, compute_loss
+    from grounding.training.optim import AdamW
 
     config = GroundingConfig.preset(preset)
     model = GroundingModel(config).to(device)
@@ -120,7 +121,7 @@ def build_step(preset: str, measurement: str, batch_size: int, device: str = "cp
 
     if measurement == "train":
         model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        optimizer = AdamW(model.parameters(), lr=1e-4)  # the trainer's (torch's, minus the torch._dynamo import)
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp == "fp16")
 
         def step() -> None:

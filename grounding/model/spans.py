@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from grounding.errors import InputError
 from grounding.eval.nms import batched_nms
 from grounding.model.layers.fusion import QueryTemporalFusion
+from grounding.model.layers.moment_graph import MomentGraphConv, gated_layer_norm_relu
 from grounding.model.outputs import GroundingOutput, Span
 
 MASKED_LOGIT = -1e4  # logit written where a candidate or clip does not exist; sigmoid() of it is exactly 0
@@ -181,60 +182,6 @@ def masked_attention_pool(feats: Tensor, mask: Tensor, logits: Tensor) -> Tensor
     return torch.bmm(weights[:, None, :], feats).squeeze(1)
 
 
-class MomentGraphConv(nn.Module):
-    r"""Message passing between neighbouring candidates of the sparse 2D map (:func:`candidate_neighbours`).
-
-    .. math::
-        h_m' = \mathrm{LayerNorm}\Big(h_m + \mathrm{relu}\big(W (h_m + \alpha \odot
-               \tfrac{1}{|N(m)|} \textstyle\sum_{n \in N(m)} h_n) + b\big)\Big)
-
-    over the neighbours that lie within the sample's real clips, with a learned per-channel neighbour
-    weight :math:`\alpha` (GIN-style: one weight matrix for the node and its neighbourhood, which halves the
-    cost of the widest product). It replaces the stack of 2D convolutions that 2D-TAN and VLG-Net run over
-    every cell of the T x T map. Features are candidate-major so that the neighbour sum is one sparse-dense
-    product for the whole batch.
-
-    Args:
-        hidden_size: width H.
-        dropout: dropout on the update (default 0.0).
-
-    Shapes:
-        - input: moment_feats (M, B, H), zero at invalid candidates; adjacency (M, M) sparse;
-          inverse_count (M, B, 1) or None; keep (M, B, 1) float or None. With every candidate valid, pass
-          the row-normalised adjacency and None, None; otherwise the 0/1 adjacency, one over each
-          candidate's count of valid neighbours (0 neighbours -> 1), and the validity mask.
-        - output: (M, B, H), zero at invalid candidates
-    """
-
-    def __init__(self, hidden_size: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.linear = nn.Linear(hidden_size, hidden_size)
-        self.neighbour_weight = nn.Parameter(torch.empty(hidden_size))
-        self.norm = nn.LayerNorm(hidden_size)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        self.linear.reset_parameters()
-        nn.init.ones_(self.neighbour_weight)
-        self.norm.reset_parameters()
-
-    def forward(
-        self, moment_feats: Tensor, adjacency: Tensor, inverse_count: Tensor | None = None, keep: Tensor | None = None
-    ) -> Tensor:
-        num_candidates, batch_size, hidden_size = moment_feats.shape
-        flat = moment_feats.reshape(num_candidates, batch_size * hidden_size)  # (M, B*H)
-        neighbour_mean = torch.sparse.mm(adjacency, flat).view_as(moment_feats)
-        weight = self.neighbour_weight if inverse_count is None else self.neighbour_weight * inverse_count
-        update = torch.relu_(self.linear(torch.addcmul(moment_feats, neighbour_mean, weight)))  # in place: saves a (M, B, H)
-        out = self.norm(moment_feats + self.dropout(update))
-        return out if keep is None else out * keep
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.hidden_size}, {self.hidden_size})"
-
-
 class SpanHead(nn.Module):
     r"""Scores every candidate span and every clip boundary from matched clip and word features.
 
@@ -367,7 +314,7 @@ class SpanHead(nn.Module):
         moments = moments + positions
         if self.context_value is not None:
             moments = moments + self._boundary_context(clip_feats, clip_mask)
-        hidden = torch.relu_(self.fuse_norm(moments * self.sentence_gate(sentence)[None]))
+        hidden = gated_layer_norm_relu(moments, self.sentence_gate(sentence)[None], self.fuse_norm)
 
         candidate_mask = ends[None, :] < clip_mask.sum(dim=1, keepdim=True)  # (B, M)
         if bool(candidate_mask.all()):

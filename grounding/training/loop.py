@@ -84,6 +84,7 @@ from grounding.training.distributed import (
     gather_objects,
     init_distributed,
 )
+from grounding.training.optim import AdamW
 
 LOSS_PARTS = ("total", "span", "boundary", "inside", "contrastive")
 EXTRACTION_ATTRS = {  # DataConfig key -> attribute name written by grounding extract
@@ -136,6 +137,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _use_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms``, without the import of ``torch._inductor`` (and with it
+    ``torch._dynamo``: ~75 MB resident, ~1 s) that it makes to set inductor's flag too. That flag only concerns
+    compiled graphs, which the trainer never builds, so it is left alone unless something has loaded inductor."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
+
+
 @contextlib.contextmanager
 def deterministic_mode(enabled: bool, device: torch.device) -> Iterator[None]:
     """``torch.use_deterministic_algorithms`` (warn-only) and no cuDNN autotuning, restored on exit."""
@@ -144,13 +156,13 @@ def deterministic_mode(enabled: bool, device: torch.device) -> Iterator[None]:
     if enabled:
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        _use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous_cudnn
 
 
@@ -457,7 +469,7 @@ class Trainer:
             _note(f"DistributedDataParallel over {context.world_size} process(es), {backend} on {device}", context)
         per_rank_batch = train_cfg.batch_size // context.world_size
         steps_per_epoch = len(self._loader(train_split.dataset, per_rank_batch, shuffle=True))
-        optimizer = torch.optim.AdamW(
+        optimizer = AdamW(
             parameter_groups(model, train_cfg.weight_decay), lr=train_cfg.lr, betas=tuple(train_cfg.betas)
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(train_cfg, steps_per_epoch))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,29 @@ def test_train_resume_flag_continues_a_stopped_run(world: Path, tmp_path: Path, 
     assert "stopped (resume with --resume) after epoch 1" in capsys.readouterr().out
     assert main(["train", "--config", str(config), "train.stop_after_epoch=null", "--resume"]) == 0
     assert "finished after epoch 2" in capsys.readouterr().out
+
+
+def test_a_deterministic_training_run_never_imports_dynamo(world: Path, tmp_path: Path) -> None:
+    """torch.optim's wrappers and torch.use_deterministic_algorithms would import torch._dynamo (~75 MB resident)."""
+    config = write_tiny_config(tmp_path / "tiny.yaml", world, tmp_path / "run", epochs=1, deterministic=True)
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        from grounding.model import GroundingModel
+        seen = []
+        forward = GroundingModel.forward
+        def recording(self, *args, **kwargs):
+            seen.append(torch.are_deterministic_algorithms_enabled())
+            return forward(self, *args, **kwargs)
+        GroundingModel.forward = recording
+        from grounding.cli.main import main
+        assert main(["train", "--config", {str(config)!r}]) == 0
+        print(all(seen) and bool(seen), torch.are_deterministic_algorithms_enabled(), "torch._dynamo" in sys.modules)
+        """
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip().splitlines()[-1] == "True False False"
 
 
 def test_unknown_override_is_one_line_with_a_suggestion(capsys) -> None:

@@ -17,7 +17,8 @@ from grounding.model import (
     span_candidates,
     span_softmax_pool,
 )
-from grounding.model.spans import MomentGraphConv, prefix_difference_matrix, soft_span_iou
+from grounding.model.layers.moment_graph import MomentGraphConv
+from grounding.model.spans import prefix_difference_matrix, soft_span_iou
 from tests.model import single_thread
 
 pytestmark = pytest.mark.usefixtures(single_thread.__name__)
