@@ -19,6 +19,11 @@ then takes ~2.9 s instead of ~75 ms, for this model and any other. ``--omp-wait-
 stalls on a busy machine (at the price of a futex wake-up per parallel region, which slows the small
 configurations); the default leaves the environment alone. The load average is printed with the results.
 
+Peak memory depends on the C allocator as much as on the model: glibc's malloc keeps freed blocks of up to
+32 MB for reuse and the heap fragments across steps. ``--allocator tcmalloc`` (or ``jemalloc``) preloads that
+library into the workers (``LD_PRELOAD``; Debian/Ubuntu: ``apt install libtcmalloc-minimal4``); each worker reports
+the allocator it actually ran with. The reference figures were measured with glibc's.
+
 ``build_step`` (the model, its inputs and one step) and ``time_in_process`` (in-process timing, CUDA-aware) are
 also what ``benchmarks/gpu_check.py`` times on a GPU.
 
@@ -26,6 +31,7 @@ Usage::
 
     python benchmarks/bench_model.py                       # all configurations (several minutes)
     python benchmarks/bench_model.py --configs tacos --json bench_model.json
+    python benchmarks/bench_model.py --allocator tcmalloc  # the same with tcmalloc preloaded
 """
 
 from __future__ import annotations
@@ -63,6 +69,32 @@ CONFIGS = (
     BenchConfig("tacos", "TACoS (256 clips, 4096-d)", 8, 1380.0, 1602.0, 24.8, {"infer-32": 13.1, "train": 6.4}),
 )
 MEASUREMENTS = ("infer-1", "infer-32", "train")
+ALLOCATORS = {  # --allocator name -> the shared library (a name the dynamic loader finds) and its Debian package
+    "tcmalloc": ("tcmalloc_minimal", "libtcmalloc-minimal4"),
+    "jemalloc": ("jemalloc", "libjemalloc2"),
+}
+
+
+def allocator_library(name: str) -> str:
+    """The file name of the ``--allocator`` library to preload; :class:`SystemExit` with the install hint when the
+    dynamic loader does not find it."""
+    import ctypes.util
+
+    library, package = ALLOCATORS[name]
+    found = ctypes.util.find_library(library)
+    if found is None:
+        raise SystemExit(
+            f"--allocator {name}: lib{library}.so is not installed (Debian/Ubuntu: apt install {package}); "
+            "or leave --allocator at 'default'"
+        )
+    return found
+
+
+def loaded_allocator() -> str:
+    """The allocator this process runs with: an ``--allocator`` name found among its mapped libraries, or glibc."""
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as handle:
+        maps = handle.read()
+    return next((name for name, (library, _) in ALLOCATORS.items() if f"lib{library}" in maps), "glibc")
 
 
 def _status_kb(field: str) -> int:
@@ -175,6 +207,7 @@ def run_worker(preset: str, measurement: str, threads: int, repeats: int | None)
         "min_s": min(times),
         "peak_rss_gb": peak_kb / 2**20,
         "peak_rise_gb": (peak_kb - baseline_kb) / 2**20,
+        "allocator": loaded_allocator(),
     }
     if measurement != "train":
         result["ms_per_query"] = median * 1000.0 / batch_size
@@ -222,7 +255,13 @@ def time_in_process(
 
 
 def measure(
-    preset: str, measurement: str, threads: int, repeats: int | None, wait_policy: str, mmap_threshold: int | None = None
+    preset: str,
+    measurement: str,
+    threads: int,
+    repeats: int | None,
+    wait_policy: str,
+    mmap_threshold: int | None = None,
+    allocator: str = "default",
 ) -> dict[str, float]:
     """Run one measurement in a fresh subprocess (so its peak memory is its own)."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", preset, measurement, "--threads", str(threads)]
@@ -233,6 +272,8 @@ def measure(
         environment["OMP_WAIT_POLICY"] = wait_policy
     if mmap_threshold is not None:
         environment["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
+    if allocator != "default":
+        environment["LD_PRELOAD"] = " ".join(filter(None, [allocator_library(allocator), environment.get("LD_PRELOAD")]))
     completed = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if completed.returncode != 0:
         raise RuntimeError(f"{preset} {measurement} failed:\n{completed.stderr[-4000:]}")
@@ -262,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         help="glibc's MALLOC_MMAP_THRESHOLD_ for the workers: blocks this large or larger go back to the system "
         "when freed (lower peak memory, slower steps); default: glibc's own, which keeps freed blocks up to 32 MB",
     )
+    parser.add_argument(
+        "--allocator",
+        default="default",
+        choices=("default", *ALLOCATORS),
+        help="C allocator of the workers: 'default' (glibc's malloc, as the reference figures) or a library to "
+        "preload with LD_PRELOAD (tcmalloc: apt install libtcmalloc-minimal4; jemalloc: apt install libjemalloc2)",
+    )
     parser.add_argument("--json", default=None, help="also write all figures to this JSON file")
     parser.add_argument("--worker", nargs=2, metavar=("PRESET", "MEASUREMENT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -274,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(wanted) - {item.preset for item in CONFIGS})
     if unknown:
         parser.error(f"unknown configs {unknown}; choose from {[item.preset for item in CONFIGS]}")
+    if args.allocator != "default":
+        allocator_library(args.allocator)  # fail before the first measurement when it is missing
     results: dict[str, dict[str, dict[str, float]]] = {}
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     for bench in CONFIGS:
@@ -283,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         for measurement in MEASUREMENTS:
             print(f"{bench.preset} {measurement} ...", file=sys.stderr, flush=True)
             results[bench.preset][measurement] = measure(
-                bench.preset, measurement, args.threads, args.repeats, args.omp_wait_policy, args.malloc_mmap_threshold
+                bench.preset, measurement, args.threads, args.repeats, args.omp_wait_policy, args.malloc_mmap_threshold,
+                args.allocator,
             )
 
     header = (
@@ -312,14 +363,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{bench.ref_train_s:5.2f} -> {train['median_s']:5.2f} s ({_ratio(bench.ref_train_s, train['median_s']):>6}, b{train['batch_size']:.0f}) | "
             f"{memory}; {others}"
         )
+    allocators = sorted({figures["allocator"] for row in results.values() for figures in row.values()})
     print(
         f"threads {args.threads}; OMP_WAIT_POLICY {args.omp_wait_policy}; MALLOC_MMAP_THRESHOLD_ "
-        f"{args.malloc_mmap_threshold or 'default'}; load average after: {os.getloadavg()}"
+        f"{args.malloc_mmap_threshold or 'default'}; allocator {', '.join(allocators)}; "
+        f"load average after: {os.getloadavg()}"
     )
     if args.json:
         with open(args.json + ".tmp", "w", encoding="utf-8") as handle:
             json.dump({"threads": args.threads, "omp_wait_policy": args.omp_wait_policy,
-                       "malloc_mmap_threshold": args.malloc_mmap_threshold, "results": results}, handle, indent=2)
+                       "malloc_mmap_threshold": args.malloc_mmap_threshold, "allocator": args.allocator,
+                       "results": results}, handle, indent=2)
         os.replace(args.json + ".tmp", args.json)
     return 0
 
