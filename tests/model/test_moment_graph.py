@@ -132,8 +132,11 @@ def test_lean_layers_keep_fewer_moment_sized_tensors_than_plain_autograd() -> No
     assert _saved_float_elements(plain) > 10.9 * moment_elements
 
 
-def test_plain_path_runs_under_dropout_and_without_gradients() -> None:
+def test_plain_path_runs_under_dropout_autocast_and_without_gradients() -> None:
     feats, adjacency, _, _ = _graph_inputs(masked=False)
+    assert moment_graph._lean_backward_applies(feats, nn.Identity())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not moment_graph._lean_backward_applies(feats, nn.Identity())
     layer = MomentGraphConv(6, dropout=0.5).train()
     assert not moment_graph._lean_backward_applies(feats, layer.dropout)
     out = layer(feats.requires_grad_(), adjacency)

@@ -20,10 +20,17 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 has one function per device type
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
 def _lean_backward_applies(feats: Tensor, dropout: nn.Module) -> bool:
     return (
         torch.is_grad_enabled()
-        and not torch.is_autocast_enabled(feats.device.type)
+        and not _autocast_enabled(feats.device.type)
         and not (isinstance(dropout, nn.Dropout) and dropout.training and dropout.p > 0)
     )
 
