@@ -7,8 +7,8 @@ the LayerNorm input) and three for the sentence gate (its input, the LayerNorm i
 functions here keep only what cannot be recomputed cheaply: the layer input, the LayerNorm input and a one-byte
 ReLU mask per layer; the gate's input and output. The neighbour mean and the linear input are recomputed in
 backward from the layer input (a sparse product with four entries per row and an elementwise op); the linear
-map itself is never recomputed. They are used while gradients are recorded, in float32/float64 without autocast
-and without dropout; otherwise the layers run plain torch ops (the tests check the two paths agree).
+map itself is never recomputed. They are used while gradients are recorded, outside autocast and without active
+dropout; otherwise the layers run plain torch ops (the tests check the two paths agree).
 """
 
 from __future__ import annotations
