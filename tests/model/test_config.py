@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,20 @@ def test_dict_round_trip_is_json_ready():
     values = json.loads(json.dumps(config.to_dict()))
     assert values["span"]["pooling_counts"] == [5, 8, 8, 8]
     assert GroundingConfig.from_dict(values) == config
+
+
+# GroundingConfig.preset(name).to_dict() for every preset, dumped from the code before the presets were derived
+# from one another (commit 87265c7); deriving them must not change a single value.
+PINNED_PRESETS = json.loads((Path(__file__).with_name("preset_configs.json")).read_text(encoding="utf-8"))
+
+
+def test_every_preset_is_pinned():
+    assert sorted(PINNED_PRESETS) == sorted(PRESET_NAMES)
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_presets_give_exactly_the_pinned_configs(name):
+    assert GroundingConfig.preset(name).to_dict() == PINNED_PRESETS[name]
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
