@@ -14,42 +14,21 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import difflib
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from grounding.checks import check_bool, check_choice, check_int, check_number, closest
 from grounding.errors import ConfigError
 
 POSITIONAL_ENCODINGS = ("sinusoidal", "learned", "none")
 PRESET_NAMES = ("rendered-world", "charades-sta", "charades-sta-32", "activitynet", "tacos")
 
 
-def _check_int(path: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{path} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ConfigError(f"{path} must be {bound}, got {value}")
-
-
-def _check_float(path: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{path} must be a finite number, got {value!r}")
-    if value < low or value > high or (low_open and value == low):
-        interval = f"{'(' if low_open else '['}{low}, {high}]"
-        raise ConfigError(f"{path} must be in {interval}, got {value}")
-
-
-def _check_bool(path: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{path} must be true or false, got {value!r}")
-
-
 def _check_groups(path: str, groups: int, width_per_group: int) -> None:
-    _check_int(f"{path}.groups", groups, 1)
-    _check_int(f"{path}.width_per_group", width_per_group, 1)
+    check_int(f"{path}.groups", groups, 1)
+    check_int(f"{path}.width_per_group", width_per_group, 1)
 
 
 @dataclass
@@ -78,13 +57,12 @@ class VideoGraphConfig:
     share_layer_weights: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("video_graph.num_layers", self.num_layers, 0)
-        _check_int("video_graph.knn_k", self.knn_k, 1)
+        check_int("video_graph.num_layers", self.num_layers, 0)
+        check_int("video_graph.knn_k", self.knn_k, 1)
         _check_groups("video_graph", self.groups, self.width_per_group)
-        if self.positional not in POSITIONAL_ENCODINGS:
-            raise ConfigError(f"video_graph.positional must be one of {POSITIONAL_ENCODINGS}, got {self.positional!r}")
-        _check_float("video_graph.dropout", self.dropout, 0.0, 0.9)
-        _check_bool("video_graph.share_layer_weights", self.share_layer_weights)
+        check_choice("video_graph.positional", self.positional, POSITIONAL_ENCODINGS)
+        check_number("video_graph.dropout", self.dropout, 0.0, 0.9)
+        check_bool("video_graph.share_layer_weights", self.share_layer_weights)
 
 
 @dataclass
@@ -107,11 +85,11 @@ class TextConfig:
     share_layer_weights: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("text.input_dim", self.input_dim, 1)
-        _check_int("text.lstm_layers", self.lstm_layers, 0)
-        _check_int("text.num_syntactic_layers", self.num_syntactic_layers, 0)
-        _check_float("text.dropout", self.dropout, 0.0, 0.9)
-        _check_bool("text.share_layer_weights", self.share_layer_weights)
+        check_int("text.input_dim", self.input_dim, 1)
+        check_int("text.lstm_layers", self.lstm_layers, 0)
+        check_int("text.num_syntactic_layers", self.num_syntactic_layers, 0)
+        check_number("text.dropout", self.dropout, 0.0, 0.9)
+        check_bool("text.share_layer_weights", self.share_layer_weights)
 
 
 @dataclass
@@ -139,12 +117,12 @@ class MatchingConfig:
     share_layer_weights: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("matching.num_layers", self.num_layers, 0)
-        _check_int("matching.knn_k", self.knn_k, 1)
+        check_int("matching.num_layers", self.num_layers, 0)
+        check_int("matching.knn_k", self.knn_k, 1)
         _check_groups("matching", self.groups, self.width_per_group)
         for name in ("use_ordering_edges", "use_semantic_edges", "use_matching_edges", "share_layer_weights"):
-            _check_bool(f"matching.{name}", getattr(self, name))
-        _check_float("matching.dropout", self.dropout, 0.0, 0.9)
+            check_bool(f"matching.{name}", getattr(self, name))
+        check_number("matching.dropout", self.dropout, 0.0, 0.9)
 
 
 @dataclass
@@ -198,18 +176,18 @@ class SpanConfig:
         if not isinstance(self.pooling_counts, tuple):
             raise ConfigError(f"span.pooling_counts must be a list of integers, got {self.pooling_counts!r}")
         for position, count in enumerate(self.pooling_counts):
-            _check_int(f"span.pooling_counts[{position}]", count, 1)
+            check_int(f"span.pooling_counts[{position}]", count, 1)
         if self.moment_size is not None:
-            _check_int("span.moment_size", self.moment_size, 1)
-        _check_int("span.num_graph_layers", self.num_graph_layers, 0)
-        _check_float("span.pool_logit_bound", self.pool_logit_bound, 0.0, 30.0, low_open=True)
-        _check_bool("span.use_boundary_score", self.use_boundary_score)
-        _check_bool("span.boundary_context", self.boundary_context)
-        _check_bool("span.inside_score", self.inside_score)
-        _check_int("span.fusion_layers", self.fusion_layers, 0)
-        _check_bool("span.fusion_dilated", self.fusion_dilated)
-        _check_float("span.dropout", self.dropout, 0.0, 0.9)
-        _check_bool("span.share_layer_weights", self.share_layer_weights)
+            check_int("span.moment_size", self.moment_size, 1)
+        check_int("span.num_graph_layers", self.num_graph_layers, 0)
+        check_number("span.pool_logit_bound", self.pool_logit_bound, 0.0, 30.0, low_open=True)
+        check_bool("span.use_boundary_score", self.use_boundary_score)
+        check_bool("span.boundary_context", self.boundary_context)
+        check_bool("span.inside_score", self.inside_score)
+        check_int("span.fusion_layers", self.fusion_layers, 0)
+        check_bool("span.fusion_dilated", self.fusion_dilated)
+        check_number("span.dropout", self.dropout, 0.0, 0.9)
+        check_bool("span.share_layer_weights", self.share_layer_weights)
 
 
 @dataclass
@@ -236,15 +214,15 @@ class LossConfig:
     contrastive_temperature: float = 0.07
 
     def __post_init__(self) -> None:
-        _check_float("loss.min_iou", self.min_iou, 0.0, 1.0)
-        _check_float("loss.max_iou", self.max_iou, 0.0, 1.0)
+        check_number("loss.min_iou", self.min_iou, 0.0, 1.0)
+        check_number("loss.max_iou", self.max_iou, 0.0, 1.0)
         if self.max_iou <= self.min_iou:
             raise ConfigError(f"loss.max_iou ({self.max_iou}) must be greater than loss.min_iou ({self.min_iou})")
-        _check_float("loss.boundary_weight", self.boundary_weight, 0.0, 100.0)
-        _check_float("loss.boundary_sigma", self.boundary_sigma, 0.0, 100.0, low_open=True)
-        _check_float("loss.inside_weight", self.inside_weight, 0.0, 100.0)
-        _check_float("loss.contrastive_weight", self.contrastive_weight, 0.0, 100.0)
-        _check_float("loss.contrastive_temperature", self.contrastive_temperature, 0.0, 10.0, low_open=True)
+        check_number("loss.boundary_weight", self.boundary_weight, 0.0, 100.0)
+        check_number("loss.boundary_sigma", self.boundary_sigma, 0.0, 100.0, low_open=True)
+        check_number("loss.inside_weight", self.inside_weight, 0.0, 100.0)
+        check_number("loss.contrastive_weight", self.contrastive_weight, 0.0, 100.0)
+        check_number("loss.contrastive_temperature", self.contrastive_temperature, 0.0, 10.0, low_open=True)
 
 
 _SECTIONS: dict[str, type] = {
@@ -257,8 +235,8 @@ _SECTIONS: dict[str, type] = {
 
 
 def _unknown_key_error(path: str, key: str, known: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+    close = closest(key, known)
+    hint = f"; did you mean '{close}'?" if close else f"; known keys: {', '.join(known)}"
     where = f"{path}.{key}" if path else key
     return ConfigError(f"unknown model config key '{where}'{hint}")
 
@@ -312,11 +290,11 @@ class GroundingConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
-        _check_int("input_dim", self.input_dim, 1)
-        _check_int("num_clips", self.num_clips, 1)
-        _check_int("hidden_size", self.hidden_size, 2)
-        _check_bool("standardize_inputs", self.standardize_inputs)
-        _check_float("input_dropout", self.input_dropout, 0.0, 0.9)
+        check_int("input_dim", self.input_dim, 1)
+        check_int("num_clips", self.num_clips, 1)
+        check_int("hidden_size", self.hidden_size, 2)
+        check_bool("standardize_inputs", self.standardize_inputs)
+        check_number("input_dropout", self.input_dropout, 0.0, 0.9)
         if self.hidden_size % 2:
             raise ConfigError(f"hidden_size must be even (sinusoidal encodings split it in halves), got {self.hidden_size}")
         for name, section_type in _SECTIONS.items():
@@ -350,8 +328,8 @@ class GroundingConfig:
         ``"charades-sta"`` (16 clips of 1024-d I3D), ``"charades-sta-32"`` (32 clips), ``"activitynet"``
         (64 clips of 500-d C3D) and ``"tacos"`` (256 clips of 4096-d C3D)."""
         if name not in _PRESETS:
-            close = difflib.get_close_matches(name, PRESET_NAMES, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            close = closest(name, PRESET_NAMES)
+            hint = f"; did you mean '{close}'?" if close else ""
             raise ConfigError(f"unknown model preset '{name}'{hint} (known: {', '.join(PRESET_NAMES)})")
         return cls.from_dict(_PRESETS[name])
 
@@ -362,48 +340,48 @@ class GroundingConfig:
 # Two deliberate departures: no LSTM (VLG-Net's INTEGRATOR.LSTM contextualises GloVe vectors, while
 # grounding.text gives contextual transformer features; set text.lstm_layers to VLG_NET_LSTM_LAYERS[name] for
 # GloVe), and candidate features of width 256 (span.moment_size) instead of PREDICTOR.HIDDEN_SIZE 512.
-_VLG_COMMON: dict[str, Any] = {"hidden_size": 512}
 VLG_NET_LSTM_LAYERS = {"charades-sta": 3, "charades-sta-32": 3, "activitynet": 4, "tacos": 5}
+
+
+def _derived(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` merged in section by section (a list replaces); neither input is changed."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in changes.items():
+        merged[key] = _derived(merged.get(key, {}), value) if isinstance(value, Mapping) else copy.deepcopy(value)
+    return merged
+
+
+_VLG_NET = {"hidden_size": 512, "span": {"moment_size": 256}}  # every VLG-Net preset
+_CHARADES_STA = _derived(_VLG_NET, {
+    "input_dim": 1024,
+    "num_clips": 16,
+    "video_graph": {"num_layers": 1, "knn_k": 3, "positional": "none", "dropout": 0.0},
+    "text": {"num_syntactic_layers": 1, "dropout": 0.0},
+    "matching": {"knn_k": 3},
+    "span": {"pooling_counts": [15], "num_graph_layers": 2, "dropout": 0.0},
+    "loss": {"min_iou": 0.5, "max_iou": 1.0},
+})
 _PRESETS: dict[str, dict[str, Any]] = {
     "rendered-world": {},
-    "charades-sta": {
-        **_VLG_COMMON,
-        "input_dim": 1024,
-        "num_clips": 16,
-        "video_graph": {"num_layers": 1, "knn_k": 3, "positional": "none", "dropout": 0.0},
-        "text": {"num_syntactic_layers": 1, "dropout": 0.0},
-        "matching": {"knn_k": 3},
-        "span": {"pooling_counts": [15], "moment_size": 256, "num_graph_layers": 2, "dropout": 0.0},
-        "loss": {"min_iou": 0.5, "max_iou": 1.0},
-    },
-    "charades-sta-32": {
-        **_VLG_COMMON,
-        "input_dim": 1024,
-        "num_clips": 32,
-        "video_graph": {"num_layers": 1, "knn_k": 3, "positional": "none", "dropout": 0.0},
-        "text": {"num_syntactic_layers": 1, "dropout": 0.0},
-        "matching": {"knn_k": 3},
-        "span": {"pooling_counts": [15, 8], "moment_size": 256, "num_graph_layers": 2, "dropout": 0.0},
-        "loss": {"min_iou": 0.5, "max_iou": 1.0},
-    },
-    "activitynet": {
-        **_VLG_COMMON,
+    "charades-sta": _CHARADES_STA,
+    # 2D-TAN's finer Charades grid: 32 clips, every span up to 16 clips, longer ones every 2 clips.
+    "charades-sta-32": _derived(_CHARADES_STA, {"num_clips": 32, "span": {"pooling_counts": [15, 8]}}),
+    "activitynet": _derived(_VLG_NET, {
         "input_dim": 500,
         "num_clips": 64,
         "video_graph": {"num_layers": 1, "knn_k": 9, "positional": "sinusoidal", "dropout": 0.0},
         "text": {"num_syntactic_layers": 4, "dropout": 0.0},
         "matching": {"knn_k": 7, "groups": 4, "width_per_group": 32},
-        "span": {"pooling_counts": [15, 8, 8], "moment_size": 256, "num_graph_layers": 1, "dropout": 0.0},
+        "span": {"pooling_counts": [15, 8, 8], "num_graph_layers": 1, "dropout": 0.0},
         "loss": {"min_iou": 0.7, "max_iou": 0.71},
-    },
-    "tacos": {
-        **_VLG_COMMON,
+    }),
+    "tacos": _derived(_VLG_NET, {
         "input_dim": 4096,
         "num_clips": 256,
         "video_graph": {"num_layers": 4, "knn_k": 3, "positional": "none", "dropout": 0.1},
         "text": {"num_syntactic_layers": 2, "dropout": 0.1},
         "matching": {"knn_k": 3},
-        "span": {"pooling_counts": [5, 8, 8, 8], "moment_size": 256, "num_graph_layers": 1, "dropout": 0.1},
+        "span": {"pooling_counts": [5, 8, 8, 8], "num_graph_layers": 1, "dropout": 0.1},
         "loss": {"min_iou": 0.5, "max_iou": 0.7},
-    },
+    }),
 }
