@@ -9,6 +9,7 @@ An experiment file has three sections (``configs/*.yaml``)::
     data:                          # DataConfig: annotation files, features, text encoder, extraction settings
       root: worlds/w300
       train: train.txt
+      extraction: {backbone: null} # ExtractionSettings; null = read from the feature file
     train:                         # TrainConfig: optimisation, evaluation, outputs
       epochs: 30
 
@@ -20,24 +21,36 @@ other value (lists included) replaces the previous one. An unknown key, in a fil
 
 Every value is checked by the dataclasses' ``__post_init__``. The resolved config is written to the run folder as
 ``config.yaml`` (:func:`save_config`), and ``--resume`` refuses a run whose ``config.yaml`` differs.
+Reading, merging and key checks of the YAML tree live in :mod:`grounding.training.config_files` (their names are
+importable from here too); this module holds the sections and turns the tree into them.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import difflib
-import math
 import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
-import yaml
-
-from grounding.errors import ConfigError, InputError
+from grounding.checks import check_bool, check_choice, check_int, check_number, check_optional_str
+from grounding.errors import ConfigError
+from grounding.files import write_text_atomic
 from grounding.model.config import GroundingConfig
+from grounding.training.config_files import (  # noqa: F401  (re-exported: grounding.training.config is the API)
+    OPEN_MAPPINGS,
+    RENAMED_KEYS,
+    check_known_keys,
+    dump_yaml,
+    flatten,
+    known_keys,
+    load_tree,
+    merge_trees,
+    overrides_tree,
+    parse_yaml_value,
+    read_yaml,
+    rename_old_keys,
+)
+from grounding.video.settings import ExtractionSettings
 
 SCHEDULES = ("cosine", "step", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
@@ -48,66 +61,6 @@ SECTIONS = ("model", "data", "train")
 RESUME_MUTABLE_KEYS = frozenset(
     {"train.output_dir", "train.num_workers", "train.stop_after_epoch", "train.progress", "train.eval_batch_size"}
 )
-
-
-class _YAMLLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` (no dot) as a float; YAML 1.1 would make it a string."""
-
-
-_YAMLLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml_value(text: str) -> Any:
-    """A scalar or small structure written as YAML (``"3e-4"`` -> 0.0003, ``"null"`` -> None, ``"[1,2]"``)."""
-    try:
-        return yaml.load(text, Loader=_YAMLLoader) if text.strip() else ""
-    except yaml.YAMLError:
-        return text
-
-
-# --- small checks -----------------------------------------------------------------------------------------------
-def _check_int(key: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{key} must be >= {minimum}, got {value}")
-
-
-def _check_number(key: str, value: Any, low: float, high: float = math.inf, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key} must be a finite number, got {value!r}")
-    if value < low or value > high or (low_open and value == low):
-        bound = f"{'(' if low_open else '['}{low}, {high}]"
-        raise ConfigError(f"{key} must be in {bound}, got {value}")
-    return float(value)
-
-
-def _check_choice(key: str, value: Any, choices: Sequence[str]) -> None:
-    if value not in choices:
-        close = difflib.get_close_matches(str(value), list(choices), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}{hint}")
-
-
-def _check_bool(key: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-
-
-def _check_optional_str(key: str, value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise ConfigError(f"{key} must be a non-empty string or null, got {value!r}")
 
 
 # --- the sections -----------------------------------------------------------------------------------------------
@@ -143,12 +96,11 @@ class DataConfig:
             ``glove:FILE``); frozen, each distinct sentence is encoded once.
         max_words: tokens kept per query (default 32).
         syntax: language-graph edges: ``auto``, ``dependency`` or ``sequential`` (default ``auto``).
-        backbone: the frame backbone the features were extracted with (``grounding extract --backbone``), saved
-            with checkpoints so ``grounding ground --video`` extracts the same features; null = read it from
-            the feature file's attributes.
-        clip_seconds, frames_per_clip, frame_size, resize: the extraction settings that go with ``backbone``
-            (``grounding extract --clip-seconds/--frames-per-clip/--size/--resize``; null = from the feature
-            file's attributes).
+        extraction: how the features were extracted (:class:`~grounding.video.settings.ExtractionSettings`:
+            ``backbone``, ``clip_seconds``, ``frames_per_clip``, ``frame_size``, ``resize``, as given to
+            ``grounding extract``), saved with checkpoints so ``grounding ground --video`` extracts the same
+            features. A setting left null (the default) is read from the feature file's attributes. Written
+            ``data.extraction.backbone`` etc.; the old flat keys (``data.backbone``, ...) still load.
     """
 
     root: str = "worlds/w300"
@@ -165,16 +117,11 @@ class DataConfig:
     text_encoder: str = "minilm-l6"
     max_words: int = 32
     syntax: str = "auto"
-    backbone: str | None = None
-    clip_seconds: float | None = None
-    frames_per_clip: int | None = None
-    frame_size: int | None = None
-    resize: str | None = None
+    extraction: ExtractionSettings = field(default_factory=ExtractionSettings)
 
     def __post_init__(self) -> None:
         from grounding.data.annotations import ANNOTATION_FORMATS
         from grounding.text.language_graph import SYNTAX_MODES
-        from grounding.video.decode import RESIZE_MODES
 
         if not isinstance(self.root, str):
             raise ConfigError(f"data.root must be a string (a folder), got {self.root!r}")
@@ -182,8 +129,8 @@ class DataConfig:
             value = getattr(self, key)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"data.{key} must be a non-empty string, got {value!r}")
-        for key in ("val", "test", "backbone"):
-            _check_optional_str(f"data.{key}", getattr(self, key))
+        for key in ("val", "test"):
+            check_optional_str(f"data.{key}", getattr(self, key))
         if not isinstance(self.extra_eval, Mapping):
             raise ConfigError(
                 f"data.extra_eval must be a mapping {{split name: annotation file}}, got {self.extra_eval!r}"
@@ -194,31 +141,31 @@ class DataConfig:
                 raise ConfigError(f"data.extra_eval.{name}: '{name}' is a reserved split name; set data.{name} instead")
             if not isinstance(path, str) or not path.strip():
                 raise ConfigError(f"data.extra_eval.{name} must be an annotation file path, got {path!r}")
-        _check_number("data.val_fraction", self.val_fraction, 0.0, 0.9)
+        check_number("data.val_fraction", self.val_fraction, 0.0, 0.9)
         if self.val_fraction > 0 and self.val is not None:
             raise ConfigError(
                 f"data.val_fraction={self.val_fraction} carves a val split out of train, but data.val is set "
                 f"({self.val!r}); use one of them (set data.val=null or data.val_fraction=0)"
             )
         if self.format is not None:
-            _check_choice("data.format", self.format, ANNOTATION_FORMATS)
+            check_choice("data.format", self.format, ANNOTATION_FORMATS)
         if isinstance(self.durations, str):
             self.durations = [self.durations]
         if not isinstance(self.durations, (list, tuple)) or not all(isinstance(p, str) for p in self.durations):
             raise ConfigError(f"data.durations must be a list of CSV paths, got {self.durations!r}")
         self.durations = list(self.durations)
-        _check_bool("data.skip_missing_videos", self.skip_missing_videos)
-        _check_bool("data.cache_features", self.cache_features)
-        _check_int("data.max_words", self.max_words, 1)
-        _check_choice("data.syntax", self.syntax, SYNTAX_MODES)
-        if self.clip_seconds is not None:
-            _check_number("data.clip_seconds", self.clip_seconds, 0.0, low_open=True)
-        if self.frames_per_clip is not None:
-            _check_int("data.frames_per_clip", self.frames_per_clip, 1)
-        if self.frame_size is not None:
-            _check_int("data.frame_size", self.frame_size, 8)
-        if self.resize is not None:
-            _check_choice("data.resize", self.resize, RESIZE_MODES)
+        check_bool("data.skip_missing_videos", self.skip_missing_videos)
+        check_bool("data.cache_features", self.cache_features)
+        check_int("data.max_words", self.max_words, 1)
+        check_choice("data.syntax", self.syntax, SYNTAX_MODES)
+        if self.extraction is None:
+            self.extraction = ExtractionSettings()
+        elif isinstance(self.extraction, Mapping):
+            self.extraction = ExtractionSettings.from_mapping(self.extraction, "data.extraction")
+        elif isinstance(self.extraction, ExtractionSettings):
+            self.extraction.check("data.extraction.")
+        else:
+            raise ConfigError(f"data.extraction must be a mapping of extraction settings, got {self.extraction!r}")
 
     def resolve(self, path: str) -> str:
         """``path`` joined to ``root`` unless it is absolute."""
@@ -312,42 +259,42 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from grounding.eval.metrics import moment_metric_keys
 
-        _check_int("train.epochs", self.epochs, 1)
-        _check_int("train.batch_size", self.batch_size, 1)
-        _check_int("train.eval_batch_size", self.eval_batch_size, 1)
-        _check_number("train.lr", self.lr, 0.0, 10.0, low_open=True)
-        _check_number("train.weight_decay", self.weight_decay, 0.0, 10.0)
+        check_int("train.epochs", self.epochs, 1)
+        check_int("train.batch_size", self.batch_size, 1)
+        check_int("train.eval_batch_size", self.eval_batch_size, 1)
+        check_number("train.lr", self.lr, 0.0, 10.0, low_open=True)
+        check_number("train.weight_decay", self.weight_decay, 0.0, 10.0)
         if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
             raise ConfigError(f"train.betas must be a list of two numbers in [0, 1), got {self.betas!r}")
-        self.betas = [_check_number(f"train.betas[{i}]", beta, 0.0, 0.9999999) for i, beta in enumerate(self.betas)]
-        _check_number("train.warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
-        _check_number("train.warmup_start_factor", self.warmup_start_factor, 0.0, 1.0)
-        _check_choice("train.schedule", self.schedule, SCHEDULES)
-        _check_number("train.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
-        _check_int("train.step_size", self.step_size, 1)
-        _check_number("train.step_gamma", self.step_gamma, 0.0, 1.0, low_open=True)
-        _check_number("train.grad_clip", self.grad_clip, 0.0)
-        _check_int("train.seed", self.seed, 0)
-        _check_bool("train.deterministic", self.deterministic)
-        _check_int("train.eval_every", self.eval_every, 1)
-        _check_bool("train.test_every_epoch", self.test_every_epoch)
+        self.betas = [check_number(f"train.betas[{i}]", beta, 0.0, 0.9999999) for i, beta in enumerate(self.betas)]
+        check_number("train.warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
+        check_number("train.warmup_start_factor", self.warmup_start_factor, 0.0, 1.0)
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_number("train.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_int("train.step_size", self.step_size, 1)
+        check_number("train.step_gamma", self.step_gamma, 0.0, 1.0, low_open=True)
+        check_number("train.grad_clip", self.grad_clip, 0.0)
+        check_int("train.seed", self.seed, 0)
+        check_bool("train.deterministic", self.deterministic)
+        check_int("train.eval_every", self.eval_every, 1)
+        check_bool("train.test_every_epoch", self.test_every_epoch)
         known_metrics = moment_metric_keys()
         if self.best_metric not in known_metrics:
-            _check_choice("train.best_metric", self.best_metric, known_metrics)
+            check_choice("train.best_metric", self.best_metric, known_metrics)
         if not isinstance(self.best_split, str) or not self.best_split:
             raise ConfigError(f"train.best_split must be a split name such as 'val', got {self.best_split!r}")
         if self.nms is not None:
-            _check_number("train.nms", self.nms, 0.0, 1.0)
-        _check_int("train.top_k", self.top_k, 1)
-        _check_int("train.num_workers", self.num_workers, 0)
-        _check_choice("train.amp", self.amp, AMP_MODES)
-        _check_choice("train.device", self.device, DEVICES)
+            check_number("train.nms", self.nms, 0.0, 1.0)
+        check_int("train.top_k", self.top_k, 1)
+        check_int("train.num_workers", self.num_workers, 0)
+        check_choice("train.amp", self.amp, AMP_MODES)
+        check_choice("train.device", self.device, DEVICES)
         if not isinstance(self.output_dir, str) or not self.output_dir.strip():
             raise ConfigError(f"train.output_dir must be a folder path, got {self.output_dir!r}")
         if self.stop_after_epoch is not None:
-            _check_int("train.stop_after_epoch", self.stop_after_epoch, 1)
-        _check_bool("train.progress", self.progress)
-        _check_number("train.crop_probability", self.crop_probability, 0.0, 1.0)
+            check_int("train.stop_after_epoch", self.stop_after_epoch, 1)
+        check_bool("train.progress", self.progress)
+        check_number("train.crop_probability", self.crop_probability, 0.0, 1.0)
 
 
 @dataclass
@@ -377,11 +324,13 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> ExperimentConfig:
-        """Build from (possibly partial) nested dicts; missing keys keep their defaults.
+        """Build from (possibly partial) nested dicts; missing keys keep their defaults, old key names
+        (``data.backbone``, ...) move to their new place (``data.extraction.backbone``).
 
         Raises:
             ConfigError: an unknown key (naming the closest known one) or a value a dataclass refuses.
         """
+        values = rename_old_keys(values, source)
         defaults = default_tree()
         check_known_keys(values, defaults, source)
         merged = merge_trees(defaults, values)
@@ -410,150 +359,13 @@ def default_tree() -> dict[str, Any]:
     }
 
 
-# Mappings whose keys are free (split names), not config keys.
-_OPEN_MAPPINGS = frozenset({"data.extra_eval"})
-
-
-def known_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Every dotted key of a defaults tree, sections included (``model``, ``model.span``, ``model.span.dropout``)."""
-    keys: list[str] = []
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        keys.append(dotted)
-        if isinstance(value, Mapping) and dotted not in _OPEN_MAPPINGS:
-            keys.extend(known_keys(value, f"{dotted}."))
-    return keys
-
-
-# Names other trainers use for our keys, tried before fuzzy matching so the suggestion is the right key.
-_ALIASES = {
-    "learning_rate": "lr", "base_lr": "lr", "max_epoch": "epochs", "max_epochs": "epochs", "num_epochs": "epochs",
-    "wd": "weight_decay", "bs": "batch_size", "nms_thresh": "nms", "nms_threshold": "nms", "clip_grad": "grad_clip",
-    "workers": "num_workers", "out_dir": "output_dir",
-}
-
-
-def _unknown_key(dotted: str, tree: Mapping[str, Any], source: str) -> ConfigError:
-    candidates = known_keys(tree)
-    head, _, tail = dotted.rpartition(".")
-    alias = f"{head}.{_ALIASES[tail]}" if head and tail in _ALIASES else None
-    close = [alias] if alias in candidates else difflib.get_close_matches(dotted, candidates, n=1, cutoff=0.5)
-    if not close:  # a misspelt last part under a known section: compare the last parts only
-        siblings = [key for key in candidates if key.rpartition(".")[0] == head]
-        close = difflib.get_close_matches(dotted, siblings, n=1, cutoff=0.3) if tail else []
-    hint = f"; did you mean '{close[0]}'?" if close else "; see configs/rendered-world.yaml for every key"
-    return ConfigError(f"{source}: unknown config key '{dotted}'{hint}")
-
-
-def check_known_keys(
-    values: Any, tree: Mapping[str, Any], source: str, prefix: str = "", root: Mapping[str, Any] | None = None
-) -> None:
-    """Raise :class:`ConfigError` at the first key of ``values`` that ``tree`` does not have.
-
-    ``root`` is the whole defaults tree (suggestions are searched there); ``tree`` the part at ``prefix``.
-    """
-    root = tree if root is None else root
-    if not isinstance(values, Mapping):
-        where = prefix.rstrip(".") or "the top level"
-        raise ConfigError(f"{source}: {where} must be a mapping of settings, got {values!r}")
-    for key, value in values.items():
-        dotted = f"{prefix}{key}"
-        if not isinstance(key, str) or key not in tree:
-            raise _unknown_key(dotted, root, source)
-        if isinstance(tree[key], Mapping) and dotted not in _OPEN_MAPPINGS and value is not None:
-            check_known_keys(value, tree[key], source, f"{dotted}.", root)
-
-
-def merge_trees(base: Mapping[str, Any], update: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Deep merge: mappings merge key by key, every other value (lists too) replaces; inputs are not changed.
-
-    In an open mapping (``data.extra_eval``) a key set to null is removed and an empty mapping clears it.
-    """
-    merged = copy.deepcopy(dict(base))
-    for key, value in update.items():
-        dotted = f"{prefix}{key}"
-        if dotted in _OPEN_MAPPINGS and isinstance(value, Mapping):
-            current = dict(merged.get(key) or {}) if value else {}
-            for name, path in value.items():
-                if path is None:
-                    current.pop(name, None)
-                else:
-                    current[name] = copy.deepcopy(path)
-            merged[key] = current
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_trees(merged[key], value, f"{dotted}.")
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-# --- files and overrides ----------------------------------------------------------------------------------------
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """One YAML file as a mapping (an empty file is ``{}``)."""
-    file_path = Path(path)
-    if not file_path.is_file():
-        raise InputError(f"{file_path}: config file not found; pass a file from configs/ or your own YAML.")
-    try:
-        loaded = yaml.load(file_path.read_text(encoding="utf-8"), Loader=_YAMLLoader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{file_path}:{mark.line + 1}" if mark is not None else str(file_path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(error, 'problem', error)}); fix the syntax.") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(
-            f"{file_path}: expected a mapping with model/data/train sections, got {type(loaded).__name__}"
-        )
-    return loaded
-
-
-def _load_tree(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
-    """A file merged over its ``base`` files, recursively; the ``base`` key itself is consumed."""
-    resolved = path.resolve()
-    if resolved in seen:
-        chain = " -> ".join(str(p) for p in (*seen, resolved))
-        raise ConfigError(f"{path}: config files include each other in a loop ({chain}); remove one 'base:'")
-    values = read_yaml(path)
-    bases = values.pop("base", None)
-    if bases is None:
-        bases = []
-    elif isinstance(bases, str):
-        bases = [bases]
-    elif not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f"{path}: 'base' must be a file name or a list of file names, got {bases!r}")
-    tree: dict[str, Any] = {}
-    for base in bases:
-        base_path = Path(base) if os.path.isabs(base) else path.parent / base
-        if not base_path.is_file():
-            raise ConfigError(f"{path}: base file '{base}' not found (looked for {base_path})")
-        tree = merge_trees(tree, _load_tree(base_path, (*seen, resolved)))
-    check_known_keys(values, default_tree(), str(path))
-    return merge_trees(tree, values)
-
-
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     """``["train.lr=3e-4", "model.span.pooling_counts=[15,8]"]`` -> a nested update tree.
 
     Raises:
         ConfigError: an item without ``=``, an empty key, or an unknown key (with the closest known key).
     """
-    tree: dict[str, Any] = {}
-    defaults = default_tree()
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(
-                f"override {item!r} is not KEY=VALUE with a dotted key such as train.lr=3e-4 or data.root=worlds/w300"
-            )
-        parts = key.split(".")
-        nested: dict[str, Any] = {parts[-1]: parse_yaml_value(raw)}
-        for part in reversed(parts[:-1]):
-            nested = {part: nested}
-        check_known_keys(nested, defaults, f"override {item!r}")
-        tree = merge_trees(tree, nested)
-    return tree
+    return overrides_tree(overrides, default_tree())
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
@@ -567,48 +379,20 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[
         InputError: the file does not exist.
         ConfigError: invalid YAML, an unknown key (naming the closest known key), or an invalid value.
     """
-    tree = _load_tree(Path(path), ()) if path is not None else {}
+    tree = load_tree(path, default_tree()) if path is not None else {}
     tree = merge_trees(tree, parse_overrides(overrides))
     source = str(path) if path is not None else "config"
     return ExperimentConfig.from_dict(tree, source=source)
 
 
-class _YAMLDumper(yaml.SafeDumper):
-    """Block-style mappings, but lists of scalars on one line (``betas: [0.9, 0.999]``)."""
-
-
-def _represent_list(dumper: yaml.SafeDumper, values: list[Any]) -> yaml.Node:
-    scalars = all(not isinstance(value, (list, dict)) for value in values)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", values, flow_style=scalars)
-
-
-_YAMLDumper.add_representer(list, _represent_list)
-
-
 def config_to_yaml(config: ExperimentConfig) -> str:
     """The resolved config as YAML text (sections in order, keys in dataclass order)."""
-    return yaml.dump(config.to_dict(), Dumper=_YAMLDumper, sort_keys=False, default_flow_style=False, width=110)
+    return dump_yaml(config.to_dict())
 
 
 def save_config(config: ExperimentConfig, path: str | os.PathLike[str]) -> None:
-    """Write the resolved config as YAML through a temporary file and a rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(config_to_yaml(config), encoding="utf-8")
-    os.replace(tmp, target)
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> ``{"train.lr": 0.001, ...}`` (open mappings such as data.extra_eval stay whole)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and dotted not in _OPEN_MAPPINGS:
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
+    """Write the resolved config as YAML (:func:`grounding.files.write_text_atomic`: a crash leaves the old file)."""
+    write_text_atomic(path, config_to_yaml(config))
 
 
 def config_differences(saved: ExperimentConfig, current: ExperimentConfig, ignore: Iterable[str] = ()) -> list[str]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from grounding.errors import ConfigError, InputError
+from grounding.files import stale_temporaries
 from grounding.model import GroundingConfig
 from grounding.training.config import (
+    RESUME_MUTABLE_KEYS,
+    DataConfig,
     ExperimentConfig,
     config_differences,
     config_to_yaml,
@@ -18,8 +22,11 @@ from grounding.training.config import (
     parse_yaml_value,
     save_config,
 )
+from grounding.video.settings import ExtractionSettings
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+FIXTURES = Path(__file__).resolve().parent / "config_fixtures"
+EXTRACTION_KEYS = ("backbone", "clip_seconds", "frames_per_clip", "frame_size", "resize")
 
 
 def write(path: Path, text: str) -> Path:
@@ -145,7 +152,8 @@ def test_saved_yaml_loads_back_to_the_same_config(tmp_path: Path) -> None:
     save_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
     assert "betas: [0.9, 0.999]" in config_to_yaml(config)
-    assert not (tmp_path / "config.yaml.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+    assert not stale_temporaries(tmp_path / "config.yaml")
 
 
 def test_config_differences_lists_changed_keys() -> None:
@@ -199,3 +207,93 @@ def test_shipped_configs_carry_vlg_nets_solver_settings() -> None:
 def test_experiment_config_round_trips_through_dicts() -> None:
     config = load_config(CONFIGS / "charades-sta.yaml")
     assert ExperimentConfig.from_dict(config.to_dict()) == config
+
+
+# --- the extraction settings: data.extraction, and the old flat data.backbone etc. ----------------------------------
+def test_extraction_is_a_nested_section_of_data() -> None:
+    config = load_config(None, ["data.extraction.backbone=efficientnet-lite0-motion", "data.extraction.frame_size=160"])
+    extraction = config.data.extraction
+    assert isinstance(extraction, ExtractionSettings)
+    assert extraction == ExtractionSettings(backbone="efficientnet-lite0-motion", frame_size=160)
+    assert config.to_dict()["data"]["extraction"] == {
+        "backbone": "efficientnet-lite0-motion", "clip_seconds": None, "frames_per_clip": None, "frame_size": 160,
+        "resize": None,
+    }
+    assert "  extraction:\n    backbone: efficientnet-lite0-motion\n" in config_to_yaml(config)
+    assert load_config(None).data.extraction == ExtractionSettings()  # default: everything from the feature file
+    assert DataConfig(extraction=None).extraction == ExtractionSettings()
+    assert DataConfig(extraction={"resize": "crop"}).extraction == ExtractionSettings(resize="crop")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.extraction.frame_size=4", r"data\.extraction\.frame_size must be an integer >= 8, got 4"),
+        ("data.extraction.clip_seconds=0", r"data\.extraction\.clip_seconds must be a positive number"),
+        ("data.extraction.resize=pad", r"data\.extraction\.resize must be one of squash, crop"),
+        ("data.extraction.backbon=x", r"unknown config key 'data\.extraction\.backbon'; did you mean 'data\.extraction\.backbone'"),
+        ("data.extraction=3", r"data\.extraction must be a mapping of settings, got 3"),
+        ("data.frame_size=4", r"data\.extraction\.frame_size must be an integer >= 8, got 4"),  # old key, new check
+    ],
+)
+def test_extraction_values_are_checked_under_their_new_name(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize("key", EXTRACTION_KEYS)
+def test_old_flat_extraction_overrides_move_into_data_extraction(key: str) -> None:
+    value = {"backbone": "b", "clip_seconds": 0.5, "frames_per_clip": 2, "frame_size": 96, "resize": "crop"}[key]
+    old = load_config(None, [f"data.{key}={value}"])
+    new = load_config(None, [f"data.extraction.{key}={value}"])
+    assert old == new and getattr(old.data.extraction, key) == value
+    assert parse_overrides([f"data.{key}={value}"]) == {"data": {"extraction": {key: value}}}
+
+
+def test_an_old_run_config_yaml_loads_and_equals_the_new_form(tmp_path: Path) -> None:
+    # config.yaml as the trainer wrote it before data.extraction existed (flat data.backbone ... data.resize).
+    old_text = (FIXTURES / "old_run_config.yaml").read_text(encoding="utf-8")
+    assert "\n  backbone: efficientnet-lite0-motion\n" in old_text and "extraction" not in old_text
+    old = load_config(FIXTURES / "old_run_config.yaml")
+    assert old.data.extraction == ExtractionSettings(
+        backbone="efficientnet-lite0-motion", clip_seconds=0.5, frames_per_clip=2, frame_size=160, resize="crop"
+    )
+    save_config(old, tmp_path / "config.yaml")  # the same config, written the new way
+    new = load_config(tmp_path / "config.yaml")
+    assert "extraction:" in (tmp_path / "config.yaml").read_text() and new == old
+    assert config_differences(old, new) == [] and config_differences(new, old) == []
+    # what --resume compares: an old run folder against the config given again, written the new way
+    given = load_config(CONFIGS / "rendered-world.yaml", [f"data.extraction.{key}={value}" for key, value in (
+        ("backbone", "efficientnet-lite0-motion"), ("clip_seconds", 0.5), ("frames_per_clip", 2),
+        ("frame_size", 160), ("resize", "crop"))])
+    assert config_differences(old, given, ignore=RESUME_MUTABLE_KEYS) == []
+    changed = load_config(CONFIGS / "rendered-world.yaml", ["data.extraction.frame_size=128"])
+    assert "data.extraction.frame_size: 160 -> 128" in config_differences(old, changed)
+
+
+def test_old_keys_in_files_bases_and_dicts(tmp_path: Path) -> None:
+    write(tmp_path / "old.yaml", "data:\n  backbone: b0\n  frame_size: 96\n")
+    child = write(tmp_path / "child.yaml", "base: old.yaml\ndata:\n  extraction: {frame_size: 128}\n")
+    config = load_config(child)
+    assert config.data.extraction == ExtractionSettings(backbone="b0", frame_size=128)  # child beats its base
+    assert ExperimentConfig.from_dict({"data": {"resize": "crop"}}).data.extraction == ExtractionSettings(resize="crop")
+    both = write(tmp_path / "both.yaml", "data:\n  backbone: b0\n  extraction: {backbone: b1}\n")
+    with pytest.raises(ConfigError, match=r"both\.yaml: both 'data\.backbone' and 'data\.extraction\.backbone' are set"):
+        load_config(both)
+
+
+# ExperimentConfig.to_dict() of every shipped config, dumped before data.extraction existed (commit 87265c7). The
+# configs now say data.extraction.backbone; apart from that move, nothing may change.
+SHIPPED_BEFORE = json.loads((FIXTURES / "shipped_configs_flat_extraction.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_BEFORE))
+def test_shipped_configs_resolve_as_before(name: str) -> None:
+    expected = SHIPPED_BEFORE[name]
+    expected["data"]["extraction"] = {key: expected["data"].pop(key) for key in EXTRACTION_KEYS}
+    assert load_config(CONFIGS / f"{name}.yaml").to_dict() == expected
+    assert "backbone" not in yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()).get("data", {})
+
+
+def test_every_shipped_config_is_pinned() -> None:
+    assert sorted(SHIPPED_BEFORE) == sorted(path.stem for path in CONFIGS.glob("*.yaml"))
