@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from grounding.cli._common import add_command
 from grounding.errors import InputError
+from grounding.files import atomic_path
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -88,7 +88,7 @@ def plot_result(result: Any, path: str | os.PathLike[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from grounding.model.pipeline import score_map, time_profile
+    from grounding.inference import score_map, time_profile
 
     num_queries = len(result.queries)
     figure, axes = plt.subplots(num_queries, 2, figsize=(11, 3.2 * num_queries), squeeze=False,
@@ -118,16 +118,14 @@ def plot_result(result: Any, path: str | os.PathLike[str]) -> None:
         grid.set_title("candidate scores", fontsize=9)
         figure.colorbar(shown, ax=grid, fraction=0.046)
     figure.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    figure.savefig(tmp, format="png", dpi=110)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110)
     plt.close(figure)
-    os.replace(tmp, target)
 
 
 def run(args: argparse.Namespace) -> int:
-    from grounding.model.pipeline import Grounder, find_checkpoint
+    from grounding.inference import Grounder
+    from grounding.model import find_checkpoint
 
     if args.top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {args.top_k}")

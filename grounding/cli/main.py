@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "features",
     "train",
     "ground",
+    "predict",
     "baseline",
     "evaluate",
     "env",

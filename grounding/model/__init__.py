@@ -7,10 +7,8 @@
     loss, parts = compute_loss(output, target_windows, durations, config.loss)
     spans = decode_spans(output, durations, top_k=5, nms_threshold=0.5)   # Span(start, end, score), seconds
 
-From a trained checkpoint, files and sentences in, spans in seconds out (grounding/model/pipeline.py)::
-
-    model = GroundingModel.from_pretrained("runs/charades")             # a run folder or its best/ or last/
-    spans = model.ground("video.mp4", "a person opens the door")        # [Span(start, end, score), ...]
+Save and load (``grounding/model/pretrained.py``): ``model.save_pretrained(folder)``,
+``GroundingModel.from_pretrained(folder)``. Video files and sentences to spans: :class:`grounding.Grounder`.
 
 See docs/model.md for the architecture, the shapes and the measured speed.
 """
@@ -27,7 +25,7 @@ from grounding.model.config import (
 from grounding.model.losses import compute_loss
 from grounding.model.modeling import GroundingModel, QueryGraphEncoder, VideoGraphEncoder
 from grounding.model.outputs import GroundingOutput, Span
-from grounding.model.pipeline import EncodedVideo, Grounder, GroundingResult, PipelineInfo
+from grounding.model.pretrained import PretrainedModel, find_checkpoint
 from grounding.model.spans import (
     SpanHead,
     candidate_adjacency,
@@ -40,15 +38,12 @@ from grounding.model.spans import (
 
 __all__ = [
     "PRESET_NAMES",
-    "EncodedVideo",
-    "Grounder",
     "GroundingConfig",
     "GroundingModel",
     "GroundingOutput",
-    "GroundingResult",
     "LossConfig",
     "MatchingConfig",
-    "PipelineInfo",
+    "PretrainedModel",
     "QueryGraphEncoder",
     "Span",
     "SpanConfig",
@@ -61,6 +56,7 @@ __all__ = [
     "candidate_windows",
     "compute_loss",
     "decode_spans",
+    "find_checkpoint",
     "span_candidates",
     "span_softmax_pool",
 ]

@@ -9,24 +9,18 @@ Data path (B samples, T clips, L words, H hidden, M candidate spans)::
 ``encode_clips`` does not see the query and ``encode_query`` does not see the video, so a ranking pass can
 encode each once and pair them with :meth:`GroundingModel.score_encoded`.
 
-From files to spans (``grounding.model.pipeline``), on a checkpoint written by ``grounding train``::
-
-    model = GroundingModel.from_pretrained("runs/rendered-world")
-    spans = model.ground("video.mp4", "a person opens the door")   # [Span(start, end, score), ...] seconds
+The model is tensors in, :class:`GroundingOutput` out, plus its own save/load
+(:class:`~grounding.model.pretrained.PretrainedModel`). From video files and sentences to spans in seconds is
+:class:`grounding.Grounder` (``grounding.inference``), which wraps a model with its text encoder and backbone.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -36,15 +30,10 @@ from grounding.errors import ConfigError, InputError
 from grounding.model.config import GroundingConfig
 from grounding.model.layers import CrossModalMatching, FeatureStandardizer, GCNeXtBlock, SyntacticGraphConv
 from grounding.model.outputs import GroundingOutput
+from grounding.model.pretrained import PretrainedModel
 from grounding.model.spans import SpanHead, masked_attention_pool
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 MODEL_TYPE = "grounding-vlg"
-
-if TYPE_CHECKING:  # pipeline imports this module; the methods below import it lazily
-    from grounding.model.outputs import Span
-    from grounding.model.pipeline import EncodedVideo, Grounder
 
 
 def sinusoidal_positions(num_positions: int, dim: int) -> Tensor:
@@ -175,30 +164,25 @@ def _first_false_after_true(mask: Tensor) -> Tensor:
     return (mask[:, 1:] & ~mask[:, :-1]).any(dim=1)
 
 
-class GroundingModel(nn.Module):
+class GroundingModel(PretrainedModel):
     """Temporal grounding with VLG-Net's graphs (Soldelli et al., 2021), made batched and mask-exact.
 
     Args:
         config: a :class:`GroundingConfig`; the only argument, as in ``transformers``.
 
-    Three lines, from a checkpoint written by ``grounding train`` (a run folder or its ``best``/``last``)::
-
-        >>> model = GroundingModel.from_pretrained("runs/charades")
-        >>> spans = model.ground("video.mp4", "a person opens the door")
-        >>> spans[0]                                   # Span(start, end, score): seconds, best first
-
-    Many queries for one video share its encoding: ``video = model.encode_video("video.mp4")``, then
-    ``model.ground(video, query)`` for each query, or ``model.ground(video, [query, ...])`` in one batch.
-
-    Tensor level (features from ``grounding extract`` and ``grounding.text``)::
+    Tensors in, :class:`GroundingOutput` out (features from ``grounding extract`` and ``grounding.text``)::
 
         >>> config = GroundingConfig.preset("charades-sta")
         >>> model = GroundingModel(config).eval()
         >>> output = model(clip_feats, clip_mask, word_feats, word_mask, word_edge_index)
         >>> decode_spans(output, durations=[30.5], top_k=5)[0][0]   # Span(start, end, score), seconds
+
+    Save and load: ``model.save_pretrained(folder)``, ``GroundingModel.from_pretrained(folder)`` (a checkpoint
+    folder or a ``grounding train`` run folder). For video files and sentences, use :class:`grounding.Grounder`.
     """
 
     config_class = GroundingConfig
+    model_type = MODEL_TYPE
 
     def __init__(self, config: GroundingConfig) -> None:
         super().__init__()
@@ -262,7 +246,6 @@ class GroundingModel(nn.Module):
         self.video_projection = nn.Linear(hidden, hidden)
         self.query_pool = nn.Linear(hidden, 1, bias=False)  # softmax logits: a bias would cancel
         self.query_projection = nn.Linear(hidden, hidden)
-        self.pretrained_metadata: dict[str, Any] = {}
 
     @property
     def candidates(self) -> Tensor:
@@ -372,7 +355,7 @@ class GroundingModel(nn.Module):
 
     # --------------------------------------------------------------------------------------------------- forward
     def encode_clips(self, clip_feats: Tensor, clip_mask: Tensor) -> Tensor:
-        """Query-independent clip states (tensor level; :meth:`encode_video` takes a video file).
+        """Query-independent clip states (a video file goes through :class:`grounding.Grounder` instead).
 
         Args:
             clip_feats: (B, T, D) float, T = ``config.num_clips``.
@@ -475,146 +458,3 @@ class GroundingModel(nn.Module):
         clip_states = self._encode_clips(clip_feats, clip_mask)
         word_states = self._encode_query(word_feats, word_mask, word_edge_index)
         return self.score_encoded(clip_states, clip_mask, word_states, word_mask)
-
-    # ------------------------------------------------------------------------------------------- files -> spans
-    def _pipeline_grounder(self, what: str) -> Grounder:
-        """The pipeline that turns files and sentences into model inputs, read from the checkpoint's metadata."""
-        from grounding.model.pipeline import PIPELINE_KEY, Grounder
-
-        if PIPELINE_KEY not in self.pretrained_metadata:
-            raise ConfigError(
-                f"GroundingModel.{what}: this model has no pipeline metadata (the text encoder, and the frame backbone "
-                f"with its extraction settings), so it cannot turn a video file or a sentence into model inputs. Load "
-                f"a checkpoint written by 'grounding train' with GroundingModel.from_pretrained(path), or save the model "
-                f"with save_pretrained(folder, metadata={{'{PIPELINE_KEY}': PipelineInfo(...).to_json()}}); with a "
-                f"pipeline you choose, use grounding.model.pipeline.Grounder(model, PipelineInfo(...)) and its "
-                f"encode_features(clip_feats, duration) for precomputed clip features"
-            )
-        return Grounder.for_model(self)
-
-    def encode_video(self, video: str | os.PathLike[str]) -> EncodedVideo:
-        """Decode a video file and encode it once for any number of :meth:`ground` calls.
-
-        Clip features come from the checkpoint's frame backbone with its extraction settings (as
-        ``grounding extract`` made them for training), resampled to ``config.num_clips``; the clip states are
-        computed on the first query and kept in the returned :class:`~grounding.model.pipeline.EncodedVideo`.
-        Puts the model in eval mode.
-
-        Raises:
-            ConfigError: the model was not loaded from a checkpoint with pipeline metadata.
-            InputError: the checkpoint records no backbone, or the file is missing or cannot be decoded.
-        """
-        return self._pipeline_grounder("encode_video").encode_video(video)
-
-    def ground(
-        self,
-        video: str | os.PathLike[str] | EncodedVideo,
-        query: str | Sequence[str],
-        top_k: int | None = None,
-        nms_threshold: float | None | str = "default",
-    ) -> list[Span] | list[list[Span]]:
-        """The best moments of ``video`` for a sentence (or for each of several).
-
-        Args:
-            video: a video file path, or an :class:`~grounding.model.pipeline.EncodedVideo` from
-                :meth:`encode_video` (reuse it across calls: decoding and the clip states are computed once).
-            query: one sentence, or Q sentences scored in one batch against the same video encoding.
-            top_k: spans per query (default: the checkpoint's ``top_k``).
-            nms_threshold: NMS IoU threshold; ``"default"`` = the checkpoint's; None = no NMS.
-
-        Returns:
-            For a string query, a list of ``Span(start, end, score)``: seconds within ``[0, duration]``, sorted by
-            score, best first. For a sequence of queries, one such list per query, in order.
-
-        Raises:
-            ConfigError: the model was not loaded from a checkpoint with pipeline metadata.
-            InputError: a bad video (see :meth:`encode_video`) or an unusable query.
-        """
-        return self._pipeline_grounder("ground").ground(video, query, top_k=top_k, nms_threshold=nms_threshold)
-
-    # ------------------------------------------------------------------------------------------------ save / load
-    def save_pretrained(self, directory: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
-        """Write ``config.json`` (the config, plus optional JSON ``metadata`` such as the backbone and text
-        encoder names) and ``model.safetensors`` into ``directory``, each through a temporary file."""
-        target = Path(directory)
-        target.mkdir(parents=True, exist_ok=True)
-        payload = {"model_type": MODEL_TYPE, "config": self.config.to_dict(), "metadata": dict(metadata or {})}
-        config_tmp = target / (CONFIG_FILE + ".tmp")
-        config_tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        weights_tmp = target / (WEIGHTS_FILE + ".tmp")
-        state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
-        save_file(state, str(weights_tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
-        os.replace(weights_tmp, target / WEIGHTS_FILE)
-        os.replace(config_tmp, target / CONFIG_FILE)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | os.PathLike[str],
-        map_location: str | torch.device = "cpu",
-        config: GroundingConfig | None = None,
-    ) -> "GroundingModel":
-        """Rebuild a model saved by :meth:`save_pretrained`, in eval mode.
-
-        Args:
-            directory: the folder holding ``config.json`` and ``model.safetensors``, or a ``grounding train`` run
-                folder (then its ``best``, else its ``last`` checkpoint).
-            map_location: device for the weights (default CPU).
-            config: build with this config instead of the saved one; the weights must fit it.
-
-        Raises:
-            InputError: a file is missing or unreadable.
-            ConfigError: the weights do not match the config (names the first differing weight and shapes).
-        """
-        source = Path(directory)
-        if not (source / CONFIG_FILE).is_file() and any((source / name).is_dir() for name in ("best", "last")):
-            from grounding.model.pipeline import find_checkpoint
-
-            source = find_checkpoint(source)
-        config_path, weights_path = source / CONFIG_FILE, source / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise InputError(f"checkpoint '{source}': {path.name} not found; save the model with save_pretrained")
-        try:
-            payload = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputError(f"checkpoint '{source}': {CONFIG_FILE} is not readable JSON ({error})") from None
-        if not isinstance(payload, dict) or payload.get("model_type") != MODEL_TYPE or "config" not in payload:
-            raise InputError(f"checkpoint '{source}': {CONFIG_FILE} is not a '{MODEL_TYPE}' model config")
-        if config is None:
-            config = GroundingConfig.from_dict(payload["config"])
-        model = cls(config)
-        expected = model.state_dict()
-        device = str(map_location)
-        try:
-            with safe_open(str(weights_path), framework="pt", device=device) as handle:
-                names = set(handle.keys())
-                unexpected = [name for name in sorted(names) if name not in expected]
-                if unexpected:
-                    raise ConfigError(
-                        f"checkpoint '{source}': weight '{unexpected[0]}' is not part of a model built from this config "
-                        f"({len(unexpected)} such weights); the weights were saved with a different config — load them "
-                        "with the config.json saved beside them"
-                    )
-                missing = [name for name in expected if name not in names]
-                if missing:
-                    raise ConfigError(
-                        f"checkpoint '{source}': weight '{missing[0]}' (shape {tuple(expected[missing[0]].shape)}) is "
-                        f"missing from {WEIGHTS_FILE} ({len(missing)} missing); the weights were saved with a different config"
-                    )
-                state = {}
-                for name, tensor in expected.items():  # model order: the first mismatch is the earliest layer's
-                    shape = tuple(handle.get_slice(name).get_shape())
-                    if shape != tuple(tensor.shape):
-                        raise ConfigError(
-                            f"checkpoint '{source}': weight '{name}' has shape {shape}, but the config builds "
-                            f"{tuple(tensor.shape)}; load it with the config.json saved beside it"
-                        )
-                    state[name] = handle.get_tensor(name)
-        except ConfigError:
-            raise
-        except Exception as error:  # safetensors raises its own error types for corrupt files
-            raise InputError(f"checkpoint '{source}': {WEIGHTS_FILE} is not readable ({error})") from None
-        model.load_state_dict(state, strict=True)
-        model.pretrained_metadata = dict(payload.get("metadata") or {})
-        return model.to(map_location).eval()

@@ -8,7 +8,7 @@
 See docs/training.md.
 """
 
-from grounding.training.checkpoint import PipelineInfo, load_training_state, save_training_state
+from grounding.training.checkpoint import load_training_state, save_training_state
 from grounding.training.config import (
     DataConfig,
     ExperimentConfig,
@@ -26,7 +26,7 @@ from grounding.training.data import (
     collate_samples,
     split_by_videos,
 )
-from grounding.training.loop import Trainer, TrainResult, lr_multiplier, predict_moments, train
+from grounding.training.loop import Trainer, TrainResult, lr_multiplier, train
 
 __all__ = [
     "DataConfig",
@@ -34,7 +34,6 @@ __all__ = [
     "GroundingBatch",
     "GroundingDataset",
     "GroundingSample",
-    "PipelineInfo",
     "SentenceBank",
     "TrainConfig",
     "TrainResult",
@@ -45,7 +44,6 @@ __all__ = [
     "load_training_state",
     "lr_multiplier",
     "parse_overrides",
-    "predict_moments",
     "save_config",
     "save_training_state",
     "split_by_videos",

@@ -4,7 +4,7 @@ A checkpoint folder (``<run>/last`` or ``<run>/best``)::
 
     config.json               the model's GroundingConfig, plus metadata["pipeline"]: what inference needs
                               besides the model (text encoder, frame backbone and its extraction settings,
-                              NMS; :class:`PipelineInfo`)          } written by GroundingModel.save_pretrained
+                              NMS; :class:`~grounding.inference.PipelineInfo`)   } GroundingModel.save_pretrained
     model.safetensors         the model's weights                    }
     training_state.safetensors  optimizer moments, RNG states            } ``last`` only: what --resume needs
     training_state.json         epoch, step, best metric, scheduler, ...  }
@@ -16,7 +16,7 @@ loading rebuilds the exact state dict (int keys and tuples included) without unp
 
 A folder is written under a temporary name and renamed into place; the previous version is removed only
 after the new one is complete, so a kill at any moment leaves a complete ``last`` (or its ``.old`` copy,
-which :func:`find_checkpoint` falls back to).
+which :func:`grounding.model.find_checkpoint` falls back to).
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from grounding.errors import ConfigError, InputError
-# The pipeline metadata and checkpoint lookup live with the model (grounding.model.pipeline uses them without
-# importing training); re-exported here for the trainer and existing imports.
-from grounding.model.pipeline import MODEL_FILES, PIPELINE_KEY, PipelineInfo, find_checkpoint  # noqa: F401
+from grounding.files import atomic_path, write_text_atomic
 
 STATE_TENSORS_FILE = "training_state.safetensors"
 STATE_JSON_FILE = "training_state.json"
@@ -122,9 +120,10 @@ def save_training_state(directory: str | os.PathLike[str], state: Mapping[str, A
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     encoded = _encode(dict(state), "state", tensors)
-    save_file(tensors, str(folder / STATE_TENSORS_FILE))
+    with atomic_path(folder / STATE_TENSORS_FILE) as temporary:
+        save_file(tensors, str(temporary))
     payload = {"format_version": STATE_FORMAT_VERSION, "state": encoded}
-    (folder / STATE_JSON_FILE).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(folder / STATE_JSON_FILE, json.dumps(payload, indent=1) + "\n")
 
 
 def load_training_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -176,7 +175,5 @@ def staging_directory(target: Path) -> Path:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """Write JSON through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON (one-space indent, as run folders have always had) through a temporary file and a rename."""
+    write_text_atomic(path, json.dumps(payload, indent=1) + "\n")

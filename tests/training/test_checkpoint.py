@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from grounding.errors import InputError
+from grounding.inference import PipelineInfo
+from grounding.model import find_checkpoint
 from grounding.training.checkpoint import (
     STATE_JSON_FILE,
     STATE_TENSORS_FILE,
-    PipelineInfo,
-    find_checkpoint,
     load_training_state,
     replace_directory,
     rng_state,
@@ -131,11 +131,14 @@ def test_find_checkpoint_prefers_best_and_falls_back(tmp_path: Path) -> None:
 
 
 def test_pipeline_info_comes_from_model_metadata() -> None:
-    class Loaded:
-        pretrained_metadata = {"pipeline": {"text_encoder": "glove:g.txt", "backbone": "my-net", "nms": 0.3}}
-
-    info = PipelineInfo.from_model(Loaded())
-    assert (info.text_encoder, info.backbone, info.nms, info.max_words) == ("glove:g.txt", "my-net", 0.3, 32)
-    assert PipelineInfo.from_model(object()) == PipelineInfo()
+    old_style = {"pipeline": {"text_encoder": "glove:g.txt", "backbone": "my-net", "frame_size": 160, "nms": 0.3}}
+    info = PipelineInfo.from_metadata(old_style)  # flat extraction keys, as checkpoints were written before
+    assert (info.text_encoder, info.extraction.backbone, info.extraction.frame_size, info.nms, info.max_words) == (
+        "glove:g.txt", "my-net", 160, 0.3, 32)
+    assert PipelineInfo.from_json(info.to_json()) == info  # the nested form round-trips
+    assert info.to_json()["extraction"]["backbone"] == "my-net"
+    assert PipelineInfo.from_metadata({}) == PipelineInfo()
     with pytest.raises(InputError, match=r"unknown metadata.pipeline keys \['colour'\]"):
         PipelineInfo.from_json({"colour": "red"})
+    with pytest.raises(InputError, match=r"metadata.pipeline.extraction.frame_size must be an integer >= 8"):
+        PipelineInfo.from_json({"extraction": {"frame_size": 2}})

@@ -83,7 +83,8 @@ def test_run_writes_config_logs_metrics_and_checkpoints(finished_run) -> None:
     model = GroundingModel.from_pretrained(run / "last")
     pipeline = model.pretrained_metadata["pipeline"]
     assert pipeline["text_encoder"] == config.data.text_encoder
-    assert (pipeline["backbone"], pipeline["clip_seconds"], pipeline["frame_size"]) == ("test-backbone", 1.0, 32)
+    extraction = pipeline["extraction"]  # read from the feature file's attributes
+    assert (extraction["backbone"], extraction["clip_seconds"], extraction["frame_size"]) == ("test-backbone", 1.0, 32)
     assert pipeline["nms"] == 0.5
     # The input standardisation was fitted on the training split's clips and words, and travels with the model.
     clip_rows, word_rows = result_train_rows(config)

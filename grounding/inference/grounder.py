@@ -1,29 +1,26 @@
-"""From a video file (or clip features) and sentences to spans in seconds, with a trained model.
+"""From a video file (or clip features) and sentences to spans in seconds: :class:`Grounder`, the predictor.
 
 Three lines::
 
-    model = GroundingModel.from_pretrained("runs/rendered-world")   # a run folder (its best/ or last/) or a checkpoint
-    video = model.encode_video("video.mp4")                          # decode + backbone + clip states once
-    spans = model.ground(video, "the red circle spins")              # [Span(start, end, score), ...] best first
+    from grounding import Grounder
 
-:class:`GroundingModel` delegates to :class:`Grounder`, which holds the model plus what the checkpoint says turns
-inputs into model inputs (:class:`PipelineInfo`: the text encoder, the frame backbone and its extraction settings,
-saved as ``metadata["pipeline"]`` of the checkpoint's ``config.json``). A video file is turned into clip features
-exactly as ``grounding extract`` does (same decoder, same backbone, same clip plan), then resampled to the model's
-``num_clips`` as in training. The model's query-independent clip states are computed once per
+    grounder = Grounder.from_pretrained("runs/rendered-world")        # a run folder (its best/ or last/) or a checkpoint
+    spans = grounder.ground("video.mp4", "the red circle spins")      # [Span(start, end, score), ...] best first
+
+A :class:`Grounder` holds a :class:`~grounding.model.GroundingModel` plus what its checkpoint says turns inputs
+into model inputs (:class:`~grounding.inference.pipeline.PipelineInfo`: the text encoder, the extraction
+settings of the clip features, span decoding). A video file is decoded and featurised in memory exactly as
+``grounding extract`` does it (same decoder, backbone and clip plan: :func:`grounding.video.extract_clip_features`),
+then resampled to the model's ``num_clips`` as in training. The clip states are computed once per
 :class:`EncodedVideo`, so many queries share them.
-
-This module sits in ``grounding.model`` (it imports only ``data``, ``text`` and ``video`` below it);
-``grounding.training.checkpoint`` re-exports :class:`PipelineInfo` and :func:`find_checkpoint` for the trainer.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -32,93 +29,9 @@ from torch import Tensor
 from grounding.data.features import validate_clip_feats
 from grounding.data.resample import resample_clips
 from grounding.errors import InputError
-from grounding.model.modeling import CONFIG_FILE, WEIGHTS_FILE, GroundingModel
-from grounding.model.outputs import GroundingOutput, Span
-from grounding.model.spans import candidate_windows, decode_spans
-
-PIPELINE_KEY = "pipeline"  # key of PipelineInfo in the metadata of config.json
-MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE)
-
-
-@dataclass
-class PipelineInfo:
-    """What turns a video and a sentence into model inputs, saved with the weights (``metadata["pipeline"]`` of
-    the checkpoint's ``config.json``).
-
-    Attributes:
-        text_encoder: :func:`grounding.text.create_text_encoder` name (``minilm-l6``, ``hf:DIR``, ``glove:FILE``).
-        max_words: tokens kept per query.
-        syntax: language-graph mode (``auto``, ``dependency``, ``sequential``).
-        backbone: frame backbone of the clip features (``grounding extract --backbone``), or None when unknown
-            (then only ``--features`` inputs work).
-        clip_seconds: clip length in seconds used at extraction, or None.
-        frames_per_clip: frames averaged per clip at extraction, or None (the backbone's default).
-        frame_size: decoded frame side in pixels, or None (the backbone's input size).
-        resize: ``squash`` or ``crop``, or None (the extractor's default).
-        nms: NMS IoU threshold for decoding spans (None = off).
-        top_k: spans returned per query by default.
-    """
-
-    text_encoder: str = "minilm-l6"
-    max_words: int = 32
-    syntax: str = "auto"
-    backbone: str | None = None
-    clip_seconds: float | None = None
-    frames_per_clip: int | None = None
-    frame_size: int | None = None
-    resize: str | None = None
-    nms: float | None = 0.5
-    top_k: int = 5
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, values: Any, source: str = "config.json") -> PipelineInfo:
-        if not isinstance(values, Mapping):
-            raise InputError(f"{source}: metadata.{PIPELINE_KEY} must be a JSON object, got {type(values).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(
-                f"{source}: unknown metadata.{PIPELINE_KEY} keys {unknown}; was it written by a newer grounding?"
-            )
-        return cls(**dict(values))
-
-    @classmethod
-    def from_model(cls, model: Any) -> PipelineInfo:
-        """The pipeline saved with a model loaded by ``GroundingModel.from_pretrained`` (the defaults:
-        MiniLM-L6 and no known backbone, for a model without one)."""
-        metadata = getattr(model, "pretrained_metadata", None) or {}
-        values = metadata.get(PIPELINE_KEY)
-        return cls() if values is None else cls.from_json(values)
-
-
-def find_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint folder ``path`` names: a checkpoint itself, or a run folder (its ``best``, else ``last``).
-
-    A folder interrupted mid-swap is found through its ``.old`` copy.
-
-    Raises:
-        InputError: nothing there holds a model.
-    """
-    folder = Path(path)
-
-    def complete(candidate: Path) -> bool:
-        return all((candidate / name).is_file() for name in MODEL_FILES)
-
-    candidates = [folder, folder.with_name(folder.name + ".old")]
-    candidates += [folder / name for name in ("best", "last", "best.old", "last.old")]
-    for candidate in candidates:
-        if candidate.is_dir() and complete(candidate):
-            return candidate
-    if not folder.exists():
-        raise InputError(f"checkpoint '{folder}': no such folder; pass a run folder or its best/ or last/ folder")
-    raise InputError(
-        f"checkpoint '{folder}': no {' + '.join(MODEL_FILES)} there nor in its best/ or last/ folders; pass a folder "
-        "written by 'grounding train' (or GroundingModel.save_pretrained)"
-    )
-
+from grounding.inference.pipeline import PipelineInfo
+from grounding.model import GroundingModel, GroundingOutput, Span, candidate_windows, decode_spans
+from grounding.model.pretrained import find_checkpoint
 
 @dataclass
 class EncodedVideo:
@@ -159,19 +72,27 @@ class GroundingResult:
 
 
 class Grounder:
-    """A trained model with its text encoder and (lazily) its frame backbone.
+    """A trained model with its text encoder and (lazily) its frame backbone: files and sentences in, spans out.
 
     Args:
-        model: a :class:`GroundingModel` (``from_pretrained`` fills its pipeline metadata).
-        pipeline: what turns inputs into model inputs; default: the one saved with the model.
+        model: a :class:`GroundingModel`.
+        pipeline: what turns inputs into model inputs; default: the one saved with the model's checkpoint
+            (``model.pretrained_metadata``).
         device: where to compute; default: the model's device.
+
+    Example::
+
+        grounder = Grounder.from_pretrained("runs/charades")
+        video = grounder.encode_video("video.mp4")               # decode + backbone + clip states, once
+        for query in ("a person opens the door", "a person sits down"):
+            print(grounder.ground(video, query)[0])              # Span(start, end, score), seconds
     """
 
     def __init__(
         self, model: GroundingModel, pipeline: PipelineInfo | None = None, device: str | torch.device | None = None
     ) -> None:
         self.model = model.eval()
-        self.pipeline = pipeline if pipeline is not None else PipelineInfo.from_model(model)
+        self.pipeline = pipeline if pipeline is not None else PipelineInfo.from_metadata(model.pretrained_metadata)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model.to(self.device)
         self._text_encoder: Any = None
@@ -181,24 +102,20 @@ class Grounder:
         config = self.model.config
         return (
             f"Grounder(num_clips={config.num_clips}, input_dim={config.input_dim}, "
-            f"text_encoder={self.pipeline.text_encoder!r}, backbone={self.pipeline.backbone!r}, device={self.device})"
+            f"text_encoder={self.pipeline.text_encoder!r}, backbone={self.pipeline.extraction.backbone!r}, "
+            f"device={self.device})"
         )
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Grounder:
-        """Load a checkpoint folder (a run folder picks its ``best``, else ``last``)."""
+        """Load a checkpoint folder (a ``grounding train`` run folder picks its ``best``, else ``last``).
+
+        Raises:
+            InputError: no checkpoint there, or unreadable files.
+            ConfigError: weights that do not match their config.
+        """
         folder = find_checkpoint(path)
         return cls(GroundingModel.from_pretrained(folder, map_location=device), device=device)
-
-    @classmethod
-    def for_model(cls, model: GroundingModel) -> Grounder:
-        """The model's own Grounder, built once and kept on the model (so its text encoder loads once); built
-        again when the model has moved to another device."""
-        grounder = model.__dict__.get("_grounder")
-        if grounder is None or grounder.device != next(model.parameters()).device:
-            grounder = cls(model)
-            model.__dict__["_grounder"] = grounder
-        return grounder
 
     # ---- encoders ----
     @property
@@ -217,12 +134,12 @@ class Grounder:
             self._text_encoder = encoder.to(self.device)
         return self._text_encoder
 
-    def _require_backbone_settings(self, what: str) -> None:
-        if self.pipeline.backbone is None:
+    def _require_backbone(self, what: str) -> None:
+        if self.pipeline.extraction.backbone is None:
             raise InputError(
                 f"{what}: this checkpoint records no frame backbone (its features file had no 'backbone' attribute "
-                "and data.backbone was not set), so it cannot extract features from a video; pass clip features "
-                "instead (grounding ground --features FILE --video-id ID)"
+                "and data.extraction.backbone was not set), so it cannot extract features from a video; pass clip "
+                "features instead (grounding ground --features FILE --video-id ID)"
             )
 
     def encode_features(self, clip_feats: Any, duration: float, video_id: str = "") -> EncodedVideo:
@@ -247,47 +164,23 @@ class Grounder:
         return EncodedVideo(torch.from_numpy(resampled), torch.from_numpy(mask), float(duration), video_id)
 
     def encode_video(self, video: str | os.PathLike[str]) -> EncodedVideo:
-        """Decode a video file and extract its clip features as ``grounding extract`` would with the
-        checkpoint's backbone and settings.
+        """Decode a video file and extract its clip features in memory, as ``grounding extract`` would with the
+        checkpoint's backbone and extraction settings (bit-identical features).
 
         Raises:
             InputError: the checkpoint has no backbone, or the video cannot be decoded (with the reason).
         """
-        from grounding.data.features import HDF5FeatureStore
-        from grounding.video.backbones import create_backbone
-        from grounding.video.extract import ExtractionConfig, VideoSource, extract_features, video_id_for
+        from grounding.video import create_backbone, extract_clip_features, video_id_for
 
         path = Path(video)
-        self._require_backbone_settings(str(path))
+        self._require_backbone(str(path))
         if not path.is_file():
             raise InputError(f"{path}: no such video file; check the path")
-        pipeline = self.pipeline
+        settings = self.pipeline.extraction
         if self._backbone is None:
-            self._backbone = create_backbone(pipeline.backbone, device=self.device)
-        options: dict[str, Any] = {"backbone": pipeline.backbone, "workers": 0, "device": str(self.device)}
-        for key, value in (("clip_seconds", pipeline.clip_seconds), ("frames_per_clip", pipeline.frames_per_clip),
-                           ("size", pipeline.frame_size), ("resize", pipeline.resize)):
-            if value is not None:
-                options[key] = value
-        video_id = video_id_for(path)
-        # extract_features is the one implementation of decode -> backbone -> clip features; a temporary HDF5
-        # file keeps inference bit-identical to what training read.
-        with tempfile.TemporaryDirectory(prefix="grounding-ground-") as folder:
-            out = Path(folder) / "features.h5"
-            report = extract_features(
-                [VideoSource(video_id, path)], out, ExtractionConfig(**options), backbone=self._backbone, progress=False
-            )
-            if report.failures:
-                raise InputError(f"{path}: cannot extract clip features: {report.failures[0].reason}")
-            store = HDF5FeatureStore(out)
-            try:
-                clip_feats = store.get(video_id)
-                duration = store.attrs(video_id).get("duration")
-            finally:
-                store.close()
-        if duration is None:
-            raise InputError(f"{path}: the extractor reported no duration for this video")
-        return self.encode_features(clip_feats, float(duration), video_id)
+            self._backbone = create_backbone(settings.backbone, device=self.device)
+        features = extract_clip_features(path, settings, backbone=self._backbone, device=str(self.device))
+        return self.encode_features(features.clip_feats, features.duration, video_id_for(path))
 
     def _as_encoded(self, video: Any) -> EncodedVideo:
         if isinstance(video, EncodedVideo):

@@ -1,7 +1,4 @@
-"""grounding.model.pipeline (Grounder, GroundingModel.ground): checkpoint + text encoder + backbone -> spans in seconds.
-
-(Tested here with the tiny world and checkpoints that grounding.training writes; grounding.inference re-exports it.)
-"""
+"""grounding.inference.Grounder: checkpoint + text encoder + backbone -> spans in seconds (tiny world, test backbone)."""
 
 from __future__ import annotations
 
@@ -15,11 +12,11 @@ import torch
 from torch import nn
 
 from grounding.data.features import open_feature_store
-from grounding.errors import ConfigError, InputError
+from grounding.errors import InputError
+from grounding.inference import PIPELINE_KEY, EncodedVideo, Grounder, PipelineInfo, score_map, time_profile
 from grounding.model import GroundingConfig, GroundingModel, Span
-from grounding.model.pipeline import EncodedVideo, Grounder, score_map, time_profile
-from grounding.training.checkpoint import PIPELINE_KEY, PipelineInfo
 from grounding.video.backbones import register_backbone
+from grounding.video.settings import ExtractionSettings
 from tests.training import NUM_CLIPS, TINY_MODEL, single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
 
 
@@ -47,9 +44,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def checkpoint(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = GroundingModel(GroundingConfig.from_dict(TINY_MODEL))
+    extraction = ExtractionSettings(backbone="test-inference-stats", clip_seconds=1.0, frames_per_clip=1,
+                                    frame_size=32, resize="squash")
     pipeline = PipelineInfo(text_encoder=f"glove:{world / 'glove.txt'}", syntax="sequential",
-                            backbone="test-inference-stats", clip_seconds=1.0, frames_per_clip=1, frame_size=32,
-                            resize="squash", nms=0.5, top_k=3)
+                            extraction=extraction, nms=0.5, top_k=3)
     folder = tmp_path_factory.mktemp("checkpoint")
     model.save_pretrained(folder, metadata={PIPELINE_KEY: pipeline.to_json()})
     return folder
@@ -157,33 +155,42 @@ def test_a_checkpoint_without_a_backbone_cannot_take_videos(tmp_path: Path, worl
         grounder.encode_video(write_video(tmp_path / "v.mp4"))
 
 
-def test_for_model_keeps_one_grounder_per_model(checkpoint: Path) -> None:
-    model = GroundingModel.from_pretrained(checkpoint)
-    assert Grounder.for_model(model) is Grounder.for_model(model)
-    assert Grounder.for_model(model).pipeline.backbone == "test-inference-stats"
-    assert "_grounder" not in dict(model.named_children())
+def test_a_checkpoint_with_the_old_flat_pipeline_keys_still_loads(tmp_path: Path, checkpoint: Path) -> None:
+    import json
+
+    shutil.copytree(checkpoint, tmp_path / "old")
+    payload = json.loads((tmp_path / "old" / "config.json").read_text())
+    pipeline = payload["metadata"][PIPELINE_KEY]
+    extraction = pipeline.pop("extraction")
+    pipeline.update(extraction)  # how checkpoints were written before ExtractionSettings: flat keys
+    (tmp_path / "old" / "config.json").write_text(json.dumps(payload))
+    old = Grounder.from_pretrained(tmp_path / "old")
+    assert old.pipeline == Grounder.from_pretrained(checkpoint).pipeline
+    assert old.pipeline.extraction.backbone == "test-inference-stats"
 
 
 def test_three_lines_on_a_run_folder(tmp_path: Path, checkpoint: Path) -> None:
+    from grounding import Grounder as TopLevelGrounder
+
     shutil.copytree(checkpoint, tmp_path / "run" / "best")
-    model = GroundingModel.from_pretrained(tmp_path / "run")  # a run folder: its best/ checkpoint
-    spans = model.ground(write_video(tmp_path / "clip.mp4"), "a red ball jumps")
+    grounder = TopLevelGrounder.from_pretrained(tmp_path / "run")  # a run folder: its best/ checkpoint
+    spans = grounder.ground(write_video(tmp_path / "clip.mp4"), "a red ball jumps")
     assert len(spans) == 3 and all(isinstance(span, Span) for span in spans)  # the checkpoint's top_k
     assert [span.score for span in spans] == sorted((span.score for span in spans), reverse=True)
     assert all(0.0 <= span.start < span.end <= 4.0 for span in spans)  # the video lasts 4 s
     assert spans == Grounder.from_pretrained(checkpoint).ground(tmp_path / "clip.mp4", "a red ball jumps")
 
 
-def test_model_ground_batches_queries_on_one_video_encoding(
+def test_ground_batches_queries_on_one_video_encoding(
     tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backbone_calls, clip_encodings = [], []
     original_forward = ChannelStats.forward
     monkeypatch.setattr(ChannelStats, "forward",
                         lambda self, pixels: backbone_calls.append(1) or original_forward(self, pixels))
-    model = GroundingModel.from_pretrained(checkpoint)
-    original_encode_clips = model.encode_clips
-    monkeypatch.setattr(model, "encode_clips",
+    model = Grounder.from_pretrained(checkpoint)
+    original_encode_clips = model.model.encode_clips
+    monkeypatch.setattr(model.model, "encode_clips",
                         lambda feats, mask: clip_encodings.append(1) or original_encode_clips(feats, mask))
     video = model.encode_video(write_video(tmp_path / "clip.mp4"))
     assert isinstance(video, EncodedVideo) and video.duration == pytest.approx(4.0)
@@ -200,30 +207,13 @@ def test_model_ground_batches_queries_on_one_video_encoding(
         assert all(0.0 <= s.start < s.end <= 4.0 for s in batched)
 
 
-def test_a_model_without_pipeline_metadata_says_how_to_get_one(tmp_path: Path) -> None:
-    model = GroundingModel(GroundingConfig.from_dict(TINY_MODEL))
-    with pytest.raises(ConfigError, match=r"GroundingModel\.ground: this model has no pipeline metadata .*text "
-                                          r"encoder.*frame backbone.*from_pretrained.*encode_features"):
-        model.ground(tmp_path / "clip.mp4", "a red ball jumps")
-    with pytest.raises(ConfigError, match=r"GroundingModel\.encode_video: this model has no pipeline metadata"):
-        model.encode_video(tmp_path / "clip.mp4")
-
-
-def test_the_model_layer_does_not_import_training() -> None:
+def test_the_model_is_only_a_model() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, grounding.model; "
-            "print(sorted(name for name in sys.modules if name.startswith('grounding.training')))")
+    code = ("import sys, grounding.model; print(sorted({name.split('.')[1] for name in sys.modules "
+            "if name.startswith('grounding.') and name.count('.') >= 1}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
-
-
-def test_old_import_paths_still_work() -> None:
-    from grounding import inference
-    from grounding.model import pipeline
-    from grounding.training import checkpoint as training_checkpoint
-
-    assert inference.Grounder is pipeline.Grounder and inference.score_map is pipeline.score_map
-    assert training_checkpoint.PipelineInfo is pipeline.PipelineInfo
-    assert training_checkpoint.find_checkpoint is pipeline.find_checkpoint
+    # the model sits on data (a helper for messages) and the leaves; never on inference, training, video or text
+    assert result.stdout.strip() == "['data', 'errors', 'eval', 'files', 'model']"
+    assert not hasattr(GroundingModel, "ground") and not hasattr(GroundingModel, "encode_video")
