@@ -11,12 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from grounding.data import open_feature_store
 from grounding.errors import ConfigError, InputError
 from grounding.model import GroundingModel
 from grounding.training.checkpoint import load_training_state
 from grounding.training.config import ExperimentConfig, TrainConfig, load_config
-from grounding.data import open_feature_store
-from grounding.training.loop import Trainer, csv_columns, lr_multiplier, train
+from grounding.training.loop import csv_columns, lr_multiplier, train
+from grounding.training.splits import build_splits
 from tests.training import single_thread, tiny_config_tree, write_tiny_world  # noqa: F401 (single_thread: autouse)
 
 
@@ -38,10 +39,9 @@ def finished_run(world: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def result_train_rows(config: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The training split's clip and word rows, rebuilt the way the trainer builds them."""
-    trainer = Trainer(config)
     store = open_feature_store(config.data.resolve(config.data.features))
     try:
-        train_split, _ = trainer._build_data(store)
+        train_split, _ = build_splits(config, store, torch.device("cpu"), progress=False, note=print)
         clips, words = train_split.dataset.input_chunks()
         return torch.cat(list(clips)), torch.cat(list(words))
     finally:
