@@ -36,7 +36,7 @@ from grounding.checks import check_bool, check_choice, check_int, check_number, 
 from grounding.errors import ConfigError
 from grounding.files import write_text_atomic
 from grounding.model.config import GroundingConfig
-from grounding.training.config_files import (  # noqa: F401  (re-exported: grounding.training.config is the API)
+from grounding.training.config_files import (  # the tree helpers are importable from here too (__all__)
     OPEN_MAPPINGS,
     RENAMED_KEYS,
     check_known_keys,
@@ -61,6 +61,13 @@ SECTIONS = ("model", "data", "train")
 RESUME_MUTABLE_KEYS = frozenset(
     {"train.output_dir", "train.num_workers", "train.stop_after_epoch", "train.progress", "train.eval_batch_size"}
 )
+
+__all__ = [
+    "AMP_MODES", "DEVICES", "OPEN_MAPPINGS", "RENAMED_KEYS", "RESUME_MUTABLE_KEYS", "SCHEDULES", "SECTIONS",
+    "DataConfig", "ExperimentConfig", "TrainConfig", "check_known_keys", "config_differences", "config_to_yaml",
+    "default_tree", "flatten", "known_keys", "load_config", "merge_trees", "parse_overrides", "parse_yaml_value",
+    "read_yaml", "rename_old_keys", "save_config",
+]
 
 
 # --- the sections -----------------------------------------------------------------------------------------------

@@ -12,14 +12,18 @@ the merged tree into checked dataclasses.
   new place in every file, override and dict, so old configs and old run folders' ``config.yaml`` still load.
 - ``1e-3`` (no dot) is a float, as YAML 1.2 reads it (PyYAML follows YAML 1.1, which makes it a string).
 
-Why not OmegaConf: tried on this tree (omegaconf 2.4.0), it would replace the YAML float fix, the deep merge and
-the dotted-key nesting of overrides, about 30 lines. It would not replace the rest: it has no ``base:`` files
-(Hydra's defaults lists do that), no suggestion for an unknown key of a plain mapping, nothing for a ``null``
-that removes an entry of an open mapping (its merge keeps the key with the value None), and it accepts
-``train.lr`` (no ``=``) as ``lr: None`` and ``train..lr=1`` as a key ``''``, so the checks stay. Its structured
-configs check types with their own messages (``Value 'two' ... could not be converted to Integer``), not ours
-(``train.epochs must be an integer, got 'two'``), and skip ``__post_init__``; its YAML errors would need
-re-wording to ``file:line``. The saving is smaller than the translation code, and it adds a dependency.
+Why not OmegaConf: tried on this tree (omegaconf 2.4.0, a scratch port of ``read_yaml``, ``merge_trees`` and
+``overrides_tree``, same trees on 21 of 22 override cases and on the merge), it takes those 92 lines to 68 and
+leaves ``grounding/training/config.py`` as it is. The rest stays ours either way: it has no ``base:`` files
+(Hydra's defaults lists do that); its struct mode refuses an unknown key with ``Key 'lrr' is not in struct. Did
+you mean: 'lr'?``, without the dotted key, the file or override, or our aliases (``learning_rate`` -> ``lr``), so
+the known-key check stays; its merge keeps ``name: null`` in an open mapping instead of removing it and ignores
+``{}``, so a pre-pass stays; it reads ``train.lr`` (no ``=``) as ``lr: None`` and ``train..lr=1`` as a key ``''``,
+so the override checks stay; PyYAML's errors pass through it and still need the ``file:line`` wording;
+``model.span.pooling_counts=[15, 8`` raises its parser error where ours keeps the string for the dataclass check
+to name the key. Its structured configs check types with their own messages (``Value 'two' ... could not be
+converted to Integer``, not ``train.epochs must be an integer, got 'two'``) and skip ``__post_init__``. About 24
+lines do not pay for a dependency.
 """
 
 from __future__ import annotations
