@@ -14,7 +14,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from grounding.errors import InputError
-from grounding.text.encoders import TextEncoder
+from grounding.text.base import TextEncoder
 
 ENCODE_CHUNK = 256  # sentences per text-encoder call while filling the bank
 
