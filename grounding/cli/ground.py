@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any
 
+from grounding.cli._checkpoint_flags import add_checkpoint_flags, chosen_nms
 from grounding.cli._common import add_command
 from grounding.errors import InputError
 from grounding.files import atomic_path
@@ -27,8 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         'grounding ground --checkpoint runs/w300 --video worlds/w300/videos/syn00007.mp4 '
         '--query "the red circle spins" --top-k 5 --plot ground.png',
     )
-    parser.add_argument("--checkpoint", required=True, metavar="DIR",
-                        help="checkpoint folder, or a run folder (its best/, else last/)")
+    add_checkpoint_flags(parser, top_k=5, top_k_help="spans per query")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", metavar="PATH", help="video file (decoded with the checkpoint's backbone)")
     source.add_argument("--features", metavar="FILE", help="clip-feature file or folder holding --video-id")
@@ -37,11 +37,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="video length with --features when the file does not record it")
     parser.add_argument("--query", action="append", required=True, metavar="TEXT",
                         help="a sentence to ground (repeat for several)")
-    parser.add_argument("--top-k", type=int, default=5, metavar="K", help="spans per query (default 5)")
-    parser.add_argument("--nms", type=float, default=None, metavar="IOU",
-                        help="NMS IoU threshold (default: the one the model was trained with)")
-    parser.add_argument("--no-nms", action="store_true", help="keep overlapping spans")
-    parser.add_argument("--device", default="cpu", metavar="DEV", help="torch device (default cpu)")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout instead of text")
     parser.add_argument("--plot", default=None, metavar="OUT.png",
                         help="write a figure: score over time, the top spans, and the 2D score map")
@@ -127,12 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from grounding.inference import Grounder
     from grounding.model import find_checkpoint
 
-    if args.top_k < 1:
-        raise InputError(f"--top-k must be >= 1, got {args.top_k}")
-    if args.nms is not None and args.no_nms:
-        raise InputError("--nms and --no-nms contradict each other; pass one")
-    if args.nms is not None and not 0.0 <= args.nms <= 1.0:
-        raise InputError(f"--nms must be an IoU in [0, 1], got {args.nms}")
+    nms = chosen_nms(args)
     if args.video_id and not args.features:
         raise InputError("--video-id goes with --features; with --video the id is the file name")
     checkpoint = find_checkpoint(args.checkpoint)
@@ -143,7 +133,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         video = _load_features(args, grounder)
         source = f"{args.features}:{args.video_id}"
-    nms: float | None | str = None if args.no_nms else ("default" if args.nms is None else args.nms)
     result = grounder.predict(video, args.query, top_k=args.top_k, nms_threshold=nms)
     if args.plot:
         plot_result(result, args.plot)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from grounding.cli._checkpoint_flags import USE_CHECKPOINT_NMS, add_checkpoint_flags, chosen_nms
 from grounding.cli._common import add_command, write_json_atomic
 from grounding.errors import InputError
 
@@ -35,8 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "grounding predict --checkpoint runs/rendered-world --annotations worlds/w300/test.txt "
         "--durations worlds/w300/durations.csv --features worlds/w300/features-motion.h5 --out test.jsonl --evaluate",
     )
-    parser.add_argument("--checkpoint", required=True, metavar="DIR",
-                        help="checkpoint folder, or a run folder (its best/, else last/)")
+    add_checkpoint_flags(parser, top_k=10, top_k_help="windows kept per query after NMS, what mAP reads")
     parser.add_argument("--annotations", required=True, metavar="ANN", help="annotation file (.txt, .json or .jsonl)")
     parser.add_argument("--format", choices=ANNOTATION_FORMATS, default=None,
                         help="annotation format; detected from the content when left out")
@@ -48,11 +48,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="folder of video files (ids = file names without extension), featurised in memory "
                         "with the checkpoint's backbone")
     parser.add_argument("--out", required=True, metavar="PRED.jsonl", help="where to write the predictions")
-    parser.add_argument("--top-k", type=int, default=10, metavar="K",
-                        help="windows kept per query after NMS (default 10, what mAP reads)")
-    parser.add_argument("--nms", type=float, default=None, metavar="IOU",
-                        help="NMS IoU threshold (default: the one the model was trained with)")
-    parser.add_argument("--no-nms", action="store_true", help="keep overlapping windows")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="queries per forward pass (default: the run's train.eval_batch_size, from the "
                         "config.yaml beside the checkpoint, else 64)")
@@ -61,22 +56,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--evaluate", action="store_true", help="also score the predictions and print the table")
     parser.add_argument("--json", default=None, metavar="SCORES.json",
                         help="with --evaluate, also write the figures as JSON")
-    parser.add_argument("--device", default="cpu", metavar="DEV", help="torch device (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    if args.top_k < 1:
-        raise InputError(f"--top-k must be >= 1, got {args.top_k}")
-    if args.nms is not None and args.no_nms:
-        raise InputError("--nms and --no-nms contradict each other; pass one")
-    if args.nms is not None and not 0.0 <= args.nms <= 1.0:
-        raise InputError(f"--nms must be an IoU in [0, 1], got {args.nms}")
+def _check_args(args: argparse.Namespace) -> float | None | str:
+    nms = chosen_nms(args)
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.json and not args.evaluate:
         raise InputError("--json writes the scores of --evaluate; add --evaluate")
+    return nms
 
 
 def run_eval_batch_size(checkpoint: Path) -> int | None:
@@ -142,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from grounding.model import find_checkpoint
     from grounding.text.sentence_bank import SentenceBank
 
-    _check_args(args)
+    chosen = _check_args(args)
     started = time.perf_counter()
     checkpoint = find_checkpoint(args.checkpoint)
     grounder = Grounder.from_pretrained(checkpoint, device=args.device)
@@ -164,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             records, clip_features = _video_clips(args, grounder, records)
         bank = SentenceBank(grounder.text_encoder, [record.sentence for record in records],
                             progress=not args.no_progress)
-        nms = None if args.no_nms else (grounder.pipeline.nms if args.nms is None else args.nms)
+        nms = grounder.pipeline.nms if chosen == USE_CHECKPOINT_NMS else chosen
         moments = predict_moments(
             grounder.model, records, clip_features, bank, top_k=args.top_k, nms=nms,
             batch_size=args.batch_size or run_eval_batch_size(checkpoint) or DEFAULT_BATCH_SIZE, device=grounder.device,
