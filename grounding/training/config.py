@@ -219,7 +219,7 @@ class TrainConfig:
         test_every_epoch: evaluate every split at every evaluation (default true). False: only ``best_split``
             until the last epoch, which evaluates every split; then the ``best`` checkpoint is scored on the
             other splits once. The test figures are then those of the chosen model only, and each epoch skips
-            the test passes (on the 1000-video rendered world ~12 of ~106 s).
+            the test passes.
         nms: NMS IoU threshold when decoding spans (default 0.5); null = none.
         top_k: spans kept per query for evaluation after NMS (default 10, what mAP reads).
         num_workers: DataLoader worker processes (default 0).

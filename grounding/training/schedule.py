@@ -31,7 +31,7 @@ def seed_everything(seed: int) -> None:
 
 def _use_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
     """``torch.use_deterministic_algorithms``, without the import of ``torch._inductor`` (and with it
-    ``torch._dynamo``: ~75 MB resident, ~1 s) that it makes to set inductor's flag too. That flag only concerns
+    ``torch._dynamo``, with their memory and start-up time) that it makes to set inductor's flag too. That flag only concerns
     compiled graphs, which the trainer never builds, so it is left alone unless something has loaded inductor."""
     setter = getattr(torch._C, "_set_deterministic_algorithms", None)
     if setter is None or "torch._inductor.config" in sys.modules:

@@ -4,8 +4,8 @@
   with per-sample offsets (``torch_geometric.nn.knn_graph`` would need pyg-lib).
 - :func:`scatter_max`, :func:`edge_softmax`: aggregation over an ``edge_index`` (PyG's conventions: row 0
   the source j, row 1 the target i), in plain torch. The graph layers follow PyG's layer style but do not
-  subclass ``MessagePassing``: importing ``torch_geometric`` costs 1-3 s and ~115 MB of resident memory (it
-  loads ``torch._dynamo``), more than a whole Charades-STA training step needs. ``tests/model/test_pyg_parity.py``
+  subclass ``MessagePassing``: importing ``torch_geometric`` loads ``torch._dynamo``, seconds of start-up and
+  more resident memory than a Charades-STA training step's own tensors. ``tests/model/test_pyg_parity.py``
   checks them against PyG: these helpers against ``torch_geometric.utils``, :class:`GCNeXtBlock` against
   ``EdgeConv(aggr="max")`` on the same edges.
 - :class:`GroupedLinear`: a block-diagonal linear map, the 1x1 grouped convolution of ResNeXt bottlenecks.
