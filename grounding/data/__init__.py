@@ -1,7 +1,10 @@
 """Annotations and clip features: everything that enters the pipeline from disk.
 
 - :mod:`grounding.data.records`: :class:`QueryRecord`, the one typed record every reader produces.
-- :mod:`grounding.data.annotations`: readers for Charades-STA, 2D-TAN/MMN json, Charades-CD, Moment-DETR jsonl.
+- :mod:`grounding.data.annotations`: :func:`read_annotations` and :func:`detect_format`, over one reader module per
+  format family: :mod:`~grounding.data.charades_sta` (text + Charades CSV durations),
+  :mod:`~grounding.data.json_annotations` (2D-TAN/MMN, Charades-CD json), :mod:`~grounding.data.moment_detr`
+  (jsonl); the field checks they share are in :mod:`~grounding.data.annotation_fields`.
 - :mod:`grounding.data.features`: clip-feature stores (HDF5 file or folder of ``.npy``/``.pt``).
 - :mod:`grounding.data.resample`: resampling ``[T, D]`` clip features to a fixed number of clips.
 """

@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from grounding.data.annotations import strip_video_extension
+from grounding.data.annotation_fields import strip_video_extension
 from grounding.errors import GroundingError, InputError
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
