@@ -1,12 +1,17 @@
-"""Small helpers shared by the command modules."""
+"""Small helpers shared by the command modules.
+
+``write_json_atomic`` is :func:`grounding.files.write_json_atomic` (every output of the package is written
+through :mod:`grounding.files`), re-exported here for the command modules that import it from this one.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from pathlib import Path
 from typing import Any
+
+from grounding.files import write_json_atomic
+
+__all__ = ["add_command", "write_json_atomic"]
 
 
 def add_command(subparsers: Any, name: str, summary: str, description: str, example: str) -> argparse.ArgumentParser:
@@ -18,15 +23,3 @@ def add_command(subparsers: Any, name: str, summary: str, description: str, exam
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-
-
-def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename, so a crash never leaves half a file."""
-    target = Path(path)
-    if target.parent and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(tmp, target)

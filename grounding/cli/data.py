@@ -22,6 +22,7 @@ from grounding.cli._common import add_command, write_json_atomic
 from grounding.data.annotations import ANNOTATION_FORMATS, read_annotations
 from grounding.data.records import AnnotationSet
 from grounding.errors import InputError
+from grounding.files import atomic_path
 
 REPORT_LINES_SHOWN = 5
 
@@ -175,15 +176,11 @@ def plot_moments(annotations: AnnotationSet, out_path: str | os.PathLike) -> Non
     length_axes.hist(normalized[:, 1] - normalized[:, 0], bins=40, range=(0, 1), color="tab:blue")
     length_axes.set(xlabel="moment length / duration", ylabel="windows", title="normalized moment length")
     figure.suptitle(f"{Path(annotations.path).name} ({annotations.format})")
-    if target.parent and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
     try:
-        figure.savefig(temporary, format=image_format, dpi=110)
+        with atomic_path(target) as temporary:
+            figure.savefig(temporary, format=image_format, dpi=110)  # the format is explicit: not read from the name
     except ValueError as error:
-        temporary.unlink(missing_ok=True)
         raise InputError(f"--plot {out_path}: cannot save this image format ({error}); use a .png name.") from error
-    os.replace(temporary, target)
 
 
 def run_stats(args: argparse.Namespace) -> int:

@@ -23,15 +23,14 @@ Rules the reader enforces (each violation raises :class:`~grounding.errors.Input
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from grounding.errors import InputError
+from grounding.files import write_text_atomic
 
 MOMENTS_KEY = "pred_relevant_windows"
 RANKING_KEY = "video_ranking"
@@ -316,12 +315,7 @@ def write_predictions(
             order = np.argsort(-corpus.windows[:, 2], kind="stable")
             item[CORPUS_KEY] = [[corpus.video_ids[i], *corpus.windows[i].tolist()] for i in order]
         lines.append(json.dumps(item))
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(target.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + ("\n" if lines else ""))
-    os.replace(temporary, target)
+    write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
 def write_moment_predictions(path: PathLike, moments: Mapping[int, np.ndarray]) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from grounding.cli.main import main
+from grounding.files import stale_temporaries
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -78,8 +79,21 @@ def test_stats_plot_writes_a_png(charades_files: tuple[Path, Path], tmp_path: Pa
     plot_path = tmp_path / "moments.png"
     assert main(["data", "stats", str(annotation_path), "--durations", str(csv_path), "--plot", str(plot_path)]) == 0
     assert plot_path.read_bytes()[:8] == PNG_SIGNATURE
-    assert not list(tmp_path.glob(".moments.png.tmp"))  # written through a temporary file, then renamed
+    assert not stale_temporaries(plot_path)  # written through a temporary file, then renamed
     assert f"plot written to {plot_path}" in capsys.readouterr().out
+
+
+def test_stats_plot_format_follows_the_suffix_and_a_bad_one_leaves_nothing(
+    charades_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    annotation_path, csv_path = charades_files
+    svg_path = tmp_path / "plots" / "moments.svg"
+    assert main(["data", "stats", str(annotation_path), "--durations", str(csv_path), "--plot", str(svg_path)]) == 0
+    assert b"<svg" in svg_path.read_bytes()[:1000]
+    bad_path = tmp_path / "moments.nope"
+    assert main(["data", "stats", str(annotation_path), "--durations", str(csv_path), "--plot", str(bad_path)]) != 0
+    assert "cannot save this image format" in capsys.readouterr().err
+    assert not bad_path.exists() and not stale_temporaries(bad_path)
 
 
 def test_stats_counts_several_windows_per_query(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

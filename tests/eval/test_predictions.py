@@ -96,7 +96,7 @@ def test_missing_and_empty_files_are_input_errors(tmp_path: Path) -> None:
 def test_write_then_read_round_trip_sorts_by_score(tmp_path: Path) -> None:
     path = tmp_path / "out" / "preds.jsonl"
     write_moment_predictions(path, {3: np.array([[0, 1, 0.2], [2, 4, 0.7], [5, 6, 0.2]]), 1: np.zeros((0, 3))})
-    assert not list(path.parent.glob("*.tmp"))
+    assert sorted(path.parent.iterdir()) == [path]  # written through a temporary file (grounding.files), then renamed
     first_line = json.loads(path.read_text().splitlines()[0])
     assert first_line == {"qid": 3, "pred_relevant_windows": [[2.0, 4.0, 0.7], [0.0, 1.0, 0.2], [5.0, 6.0, 0.2]]}
     predictions = read_predictions(path)
