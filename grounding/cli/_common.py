@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from grounding.data.annotation_fields import ANNOTATION_FORMATS
 from grounding.files import write_json_atomic
 
-__all__ = ["add_command", "write_json_atomic"]
+__all__ = ["add_annotation_options", "add_command", "write_json_atomic"]
 
 
 def add_command(subparsers: Any, name: str, summary: str, description: str, example: str) -> argparse.ArgumentParser:
@@ -23,3 +24,11 @@ def add_command(subparsers: Any, name: str, summary: str, description: str, exam
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
+
+
+def add_annotation_options(parser: argparse.ArgumentParser) -> None:
+    """``--format`` and ``--durations``, as every command that reads one annotation file takes them."""
+    parser.add_argument("--format", choices=ANNOTATION_FORMATS, default=None,
+                        help="annotation format; detected from the content when left out")
+    parser.add_argument("--durations", action="extend", nargs="+", default=None, metavar="CSV",
+                        help="Charades_v1_*.csv giving video lengths (needed for charades-sta; repeatable)")

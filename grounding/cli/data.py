@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from grounding.cli._common import add_command, write_json_atomic
+from grounding.cli._common import add_annotation_options, add_command, write_json_atomic
 from grounding.data.annotations import ANNOTATION_FORMATS, read_annotations
 from grounding.data.records import AnnotationSet
 from grounding.errors import InputError
@@ -50,10 +50,7 @@ def _add_stats_parser(data_subparsers: Any) -> None:
         "--json stats.json",
     )
     stats_parser.add_argument("file", help="annotation file (.txt, .json or .jsonl)")
-    stats_parser.add_argument("--format", choices=ANNOTATION_FORMATS, default=None,
-                              help="annotation format; detected from the content when left out")
-    stats_parser.add_argument("--durations", action="extend", nargs="+", default=None, metavar="CSV",
-                              help="Charades_v1_*.csv giving video lengths (needed for charades-sta; repeatable)")
+    add_annotation_options(stats_parser)
     stats_parser.add_argument("--plot", default=None, metavar="OUT.png",
                               help="save a figure of normalized moment (start, end) and lengths")
     stats_parser.add_argument("--json", default=None, metavar="OUT.json", help="also write the statistics as JSON")

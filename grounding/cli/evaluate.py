@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from grounding.cli._common import add_command, write_json_atomic
+from grounding.cli._common import add_annotation_options, add_command, write_json_atomic
 from grounding.data.annotations import ANNOTATION_FORMATS, read_annotations
 from grounding.eval.metrics import (
     CORPUS_IOUS,
@@ -39,10 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--predictions preds.jsonl --nms 0.5 --json scores.json",
     )
     parser.add_argument("--annotations", required=True, metavar="ANN", help="annotation file (.txt, .json or .jsonl)")
-    parser.add_argument("--format", choices=ANNOTATION_FORMATS, default=None,
-                        help="annotation format; detected from the content when left out")
-    parser.add_argument("--durations", action="extend", nargs="+", default=None, metavar="CSV",
-                        help="Charades_v1_*.csv giving video lengths (needed for charades-sta; repeatable)")
+    add_annotation_options(parser)
     parser.add_argument("--predictions", required=True, metavar="PRED.jsonl",
                         help="prediction file (jsonl, one line per qid)")
     parser.add_argument("--nms", type=float, default=None, metavar="IOU",

@@ -10,7 +10,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from grounding.data.records import ReadReport
 from grounding.errors import InputError
@@ -56,6 +56,18 @@ def read_annotation_text(path: PathLike) -> str:
     if not text.strip():
         raise InputError(f"{file_path}: the file is empty; expected annotations in one of {ANNOTATION_FORMATS}.")
     return text
+
+
+def content_lines(text: str) -> Iterator[tuple[int, str]]:
+    """``(line_index, stripped line)`` of every non-blank line, ``line_index`` 0-based.
+
+    Lines are split on ``"\n"`` only, not ``splitlines()``: other tools count lines that way, and a
+    Charades-STA qid is its line index.
+    """
+    for line_index, raw_line in enumerate(text.split("\n")):
+        line = raw_line.strip()
+        if line:
+            yield line_index, line
 
 
 def parse_json(path: PathLike, text: str) -> Any:

@@ -49,6 +49,7 @@ from grounding.data.annotation_fields import (
     CLIP_REPORT_TOLERANCE_S,
     VIDEO_FILE_EXTENSIONS,
     PathLike,
+    content_lines,
     parse_json,
     read_annotation_text,
     strip_video_extension,
@@ -74,16 +75,9 @@ __all__ = [
 ]
 
 
-def _first_content_line(text: str) -> str:
-    for line in text.split("\n"):
-        if line.strip():
-            return line.strip()
-    return ""
-
-
 def _detect(path: PathLike, text: str) -> tuple[str, Any]:
     """(format, parsed JSON payload or None) of a file's text; see :func:`detect_format`."""
-    first_line = _first_content_line(text)
+    first_line = next((line for _, line in content_lines(text)), "")
     if Path(path).suffix.lower() == ".jsonl":
         return "moment-detr", None
     if first_line.startswith("{"):

@@ -7,12 +7,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from grounding.data.annotation_fields import (
-    PathLike,
-    clean_sentence,
-    fit_window,
-    seconds_text,
-)
+from grounding.data.annotation_fields import PathLike, clean_sentence, content_lines, fit_window, seconds_text
 from grounding.data.records import AnnotationSet, QueryRecord, ReadReport
 from grounding.errors import InputError
 
@@ -86,11 +81,7 @@ class CharadesSTAReader:
         report = ReadReport()
         records: list[QueryRecord] = []
         missing: list[tuple[int, str]] = []  # (1-based line, video id) of videos without a duration
-        # split("\n") rather than splitlines(): other tools count lines by "\n" only, and qid = line index.
-        for line_index, raw_line in enumerate(text.split("\n")):
-            line = raw_line.strip()
-            if not line:
-                continue
+        for line_index, line in content_lines(text):  # qid = line index
             line_number = line_index + 1
             report.num_read += 1
             video_id, start, end, sentence = self._parse_line(path, line_number, line)

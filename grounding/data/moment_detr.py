@@ -9,6 +9,7 @@ from typing import Any
 from grounding.data.annotation_fields import (
     PathLike,
     clean_sentence,
+    content_lines,
     finite_number,
     fit_window,
     parse_time_pair,
@@ -38,10 +39,7 @@ class MomentDETRJsonlReader:
         report = ReadReport()
         records: list[QueryRecord] = []
         line_of_qid: dict[int, int] = {}
-        for line_index, raw_line in enumerate(text.split("\n")):
-            line = raw_line.strip()
-            if not line:
-                continue
+        for line_index, line in content_lines(text):
             line_number = line_index + 1
             report.num_read += 1
             item = self._parse_object(path, line_number, line)

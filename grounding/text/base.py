@@ -176,17 +176,8 @@ class TextEncoder(nn.Module, abc.ABC):
         """
         sentences = self._check_sentences(sentences)
         word_feats, queries, edges, truncated = self._encode_parts(sentences)
-        max_len = word_feats.shape[1]
-        lengths = torch.tensor([len(query.tokens) for query in queries], dtype=torch.long)
-        word_mask = torch.arange(max_len)[None, :] < lengths[:, None]
         out_device = torch.device(device) if device is not None else word_feats.device
-        return EncodedText(
-            word_feats=word_feats.to(out_device),
-            word_mask=word_mask.to(out_device),
-            tokens=[query.tokens for query in queries],
-            edge_index=batch_edge_index(edges, max_len, out_device),
-            truncated=truncated,
-        )
+        return _batch(word_feats, [query.tokens for query in queries], edges, truncated, out_device)
 
     def encode_cached(self, sentences: Sequence[str], device: torch.device | str | None = None) -> EncodedText:
         """:meth:`encode`, but each distinct sentence is encoded once and kept in an LRU cache (CPU memory).
@@ -232,16 +223,10 @@ class TextEncoder(nn.Module, abc.ABC):
 
         entries = [batch_entries[sentence] for sentence in sentences]
         word_feats = nn.utils.rnn.pad_sequence([entry.word_feats for entry in entries], batch_first=True)
-        max_len = word_feats.shape[1]
-        lengths = torch.tensor([len(entry.tokens) for entry in entries], dtype=torch.long)
-        word_mask = torch.arange(max_len)[None, :] < lengths[:, None]
         out_device = torch.device(device) if device is not None else self.device
-        return EncodedText(
-            word_feats=word_feats.to(out_device),
-            word_mask=word_mask.to(out_device),
-            tokens=[list(entry.tokens) for entry in entries],
-            edge_index=batch_edge_index([entry.edges for entry in entries], max_len, out_device),
-            truncated=[entry.truncated for entry in entries],
+        return _batch(
+            word_feats, [list(entry.tokens) for entry in entries], [entry.edges for entry in entries],
+            [entry.truncated for entry in entries], out_device,
         )
 
     def cache_info(self) -> dict[str, int]:
@@ -325,3 +310,20 @@ class TextEncoder(nn.Module, abc.ABC):
             [query.tokens for query in queries], [query.char_spans for query in queries], sentences, self.syntax
         )
         return word_feats, queries, edges, truncated
+
+
+def _batch(
+    word_feats: Tensor, tokens: list[list[str]], edges: list[Tensor], truncated: list[bool], device: torch.device
+) -> EncodedText:
+    """The :class:`EncodedText` of padded features: word_feats (B, L, D) float, zeros after each sentence's
+    ``len(tokens[b])`` tokens; edges: per sentence (2, E_b) int64 with local indices. Tensors go to ``device``."""
+    max_len = word_feats.shape[1]
+    lengths = torch.tensor([len(sentence_tokens) for sentence_tokens in tokens], dtype=torch.long)
+    word_mask = torch.arange(max_len)[None, :] < lengths[:, None]  # (B, L)
+    return EncodedText(
+        word_feats=word_feats.to(device),
+        word_mask=word_mask.to(device),
+        tokens=tokens,
+        edge_index=batch_edge_index(edges, max_len, device),
+        truncated=truncated,
+    )
