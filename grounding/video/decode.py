@@ -9,6 +9,15 @@ last frame whose presentation time is ``<=`` t, using the container's real per-f
 Times are measured from the first frame (a stream whose first timestamp is 2.0 s starts at 0.0 here), and
 the duration is the end time of the last frame.
 
+**Timestamps that cannot be trusted.** A container may have no timestamp for some frames; decord then reports a
+placeholder (FFmpeg's "no value", about -3e17 s at 30 fps) that is finite but meaningless. The container's
+timestamps are used only when every frame has a finite, non-negative start, the starts never decrease, no frame
+ends before it starts, and they span more than 0 and at most :data:`MAX_VIDEO_SECONDS` (24 h). Otherwise every
+frame is placed at ``index / fps`` (the container's average frame rate) and the duration is ``N / fps``;
+:attr:`ClipFrameReader.timestamps` says which (``"container"`` or ``"frame-rate"``) and extraction records it in
+each video's ``timestamps`` attribute. A duration over 24 h, either way, is a :class:`VideoDecodeError` naming the
+file: nothing is allocated from an untrusted duration.
+
 Resizing happens inside the decoder (decord/FFmpeg's swscale), so full-size frames never reach Python:
 
 - ``"squash"`` (default): every frame is resized straight to ``size x size``. Nothing at the edges of the
@@ -37,9 +46,20 @@ from typing import Any
 import numpy as np
 
 from grounding.errors import InputError, require_package
+from grounding.video.settings import RESIZE_MODES
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov")
-RESIZE_MODES: tuple[str, ...] = ("squash", "crop")
+__all__ = [
+    "MAX_VIDEO_SECONDS", "RESIZE_MODES", "TIMESTAMP_SOURCES", "VIDEO_EXTENSIONS", "ClipFrameReader", "ClipPlan",
+    "FrameTimes", "VideoDecodeError", "crop_resize_shape", "frame_times", "plan_clips",
+]
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".ts", ".wmv", ".flv", ".3gp"
+)
+# The longest video decoded (seconds): a longer duration is refused before anything is sized from it.
+MAX_VIDEO_SECONDS = 24 * 3600.0
+# Where ClipFrameReader.frame_starts come from (the video's ``timestamps`` attribute in a feature file).
+TIMESTAMP_SOURCES: tuple[str, ...] = ("container", "frame-rate")
 
 # A tail shorter than this fraction of a clip is float noise in the timestamps (a 2.0 s video whose last frame
 # ends at 2.0000001 s), not a clip of its own.
@@ -102,6 +122,10 @@ def plan_clips(
     Returns:
         A :class:`ClipPlan` with ``T = max(1, ceil(duration / clip_seconds))`` clips (a tail shorter than
         0.1% of a clip is dropped as timestamp noise).
+
+    Raises:
+        InputError: an empty ``frame_starts``, or a clip length, K or duration out of range (a duration over
+            :data:`MAX_VIDEO_SECONDS` included).
     """
     starts = np.asarray(frame_starts, dtype=np.float64)
     if starts.ndim != 1 or starts.size == 0:
@@ -112,6 +136,10 @@ def plan_clips(
         raise InputError(f"plan_clips: frames_per_clip must be >= 1, got {frames_per_clip!r}.")
     if not (duration > 0 and math.isfinite(duration)):
         raise InputError(f"plan_clips: duration must be a positive number of seconds, got {duration!r}.")
+    if duration > MAX_VIDEO_SECONDS:
+        raise InputError(
+            f"plan_clips: duration {duration:.6g} s is over the {MAX_VIDEO_SECONDS / 3600:g} h limit of one video."
+        )
     num_clips = max(1, math.ceil(duration / clip_seconds - _TAIL_TOLERANCE))
     clip_starts = np.arange(num_clips, dtype=np.float64) * clip_seconds
     clip_ends = np.minimum(clip_starts + clip_seconds, duration)
@@ -124,6 +152,81 @@ def plan_clips(
     positions = np.clip(positions, 0, starts.size - 1)
     frame_indices = order[positions].reshape(num_clips, frames_per_clip).astype(np.int64)
     return ClipPlan(clip_centres=(clip_starts + clip_ends) / 2.0, frame_indices=frame_indices, duration=duration)
+
+
+@dataclass(frozen=True)
+class FrameTimes:
+    """When each frame of a video is shown.
+
+    Attributes:
+        starts: float64 ``(N,)``, each frame's start in seconds from the first frame, non-decreasing.
+        duration: seconds, the end of the last frame; in ``(0, MAX_VIDEO_SECONDS]``.
+        source: ``"container"`` (the container's per-frame timestamps) or ``"frame-rate"`` (``index / fps``).
+        problem: why the container's timestamps were not used (None when they were).
+    """
+
+    starts: np.ndarray
+    duration: float
+    source: str
+    problem: str | None = None
+
+
+def _timestamp_problem(timestamps: np.ndarray, num_frames: int) -> str | None:
+    """Why decord's ``(N, 2)`` start/end seconds cannot be trusted, in a few words; None when they can."""
+    if timestamps.shape != (num_frames, 2):
+        return f"timestamp array of shape {timestamps.shape} for {num_frames} frames"
+    if not np.isfinite(timestamps).all():
+        return "non-finite timestamps"
+    starts, ends = timestamps[:, 0], timestamps[:, 1]
+    if starts.min() < 0:  # FFmpeg's "no timestamp" placeholder comes out hugely negative
+        return f"negative timestamps (as low as {starts.min():.6g} s: frames without one)"
+    if np.any(np.diff(starts) < 0):
+        return "timestamps that go backwards"
+    if np.any(ends < starts):
+        return "frames that end before they start"
+    span = float(ends.max() - starts.min())
+    if not span > 0:
+        return "every frame at the same time"
+    if span > MAX_VIDEO_SECONDS:
+        return f"timestamps spanning {span:.6g} s"
+    return None
+
+
+def frame_times(timestamps: np.ndarray, num_frames: int, fps: float, path: str | os.PathLike[str]) -> FrameTimes:
+    """Frame start times and the duration, from the container's timestamps when they can be trusted.
+
+    Args:
+        timestamps: float ``(N, 2)``, each frame's start and end in seconds as the container reports them
+            (decord's ``get_frame_timestamp``).
+        num_frames: N.
+        fps: the container's average frame rate, for the fallback.
+        path: the video, for messages.
+
+    Returns:
+        :class:`FrameTimes`: the container's times from the first frame (rounded to microseconds: decord reports
+        float32 seconds) when they pass the checks of the module docstring, else ``index / fps`` with
+        ``source="frame-rate"`` and the reason in ``problem``.
+
+    Raises:
+        VideoDecodeError: unusable timestamps and no usable frame rate, or a duration over
+            :data:`MAX_VIDEO_SECONDS`.
+    """
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    problem = _timestamp_problem(timestamps, num_frames)
+    if problem is None:
+        origin = timestamps[0, 0]
+        duration = float(np.round(timestamps[:, 1].max() - origin, 6))
+        return FrameTimes(np.round(timestamps[:, 0] - origin, 6), duration, "container")
+    if not (fps > 0 and math.isfinite(fps)):
+        raise VideoDecodeError(path, f"no usable frame timestamps ({problem}) and no frame rate; re-encode the file")
+    duration = num_frames / fps
+    if duration > MAX_VIDEO_SECONDS:
+        raise VideoDecodeError(
+            path,
+            f"{num_frames} frames at {fps:.6g} fps last {duration / 3600:.1f} h (its frame timestamps are unusable: "
+            f"{problem}), over the {MAX_VIDEO_SECONDS / 3600:g} h limit of one video; cut it or re-encode it",
+        )
+    return FrameTimes(np.arange(num_frames, dtype=np.float64) / fps, duration, "frame-rate", problem)
 
 
 def _clean_decord_message(error: BaseException, path: str) -> str:
@@ -190,10 +293,13 @@ class ClipFrameReader:
         num_frames: N frames in the stream.
         fps: the container's average frame rate (frames per second), as reported.
         frame_starts: float64 ``(N,)``, each frame's presentation time in seconds from the first frame.
-        duration: seconds, end of the last frame.
+        duration: seconds, end of the last frame (at most :data:`MAX_VIDEO_SECONDS`).
+        timestamps: ``"container"`` (the container's per-frame times) or ``"frame-rate"`` (``index / fps``,
+            when those cannot be trusted; see the module docstring).
 
     Raises:
-        VideoDecodeError: missing, empty, unreadable or frameless file, or timestamps that make no sense.
+        VideoDecodeError: missing, empty, unreadable or frameless file, unusable timestamps and no frame rate,
+            or a duration over 24 h.
     """
 
     def __init__(self, path: str | os.PathLike[str], size: int, resize: str = "squash", num_threads: int = 1) -> None:
@@ -236,20 +342,8 @@ class ClipFrameReader:
             ) from error
         if self.num_frames < 1:
             raise VideoDecodeError(self.path, "no video frames (zero-frame stream)")
-        self.frame_starts, self.duration = self._relative_times(timestamps)
-
-    def _relative_times(self, timestamps: np.ndarray) -> tuple[np.ndarray, float]:
-        """Frame start times from the first frame, and the duration; falls back to N / fps if they are unusable."""
-        if timestamps.shape == (self.num_frames, 2) and np.isfinite(timestamps).all():
-            # decord returns float32 seconds; rounding to microseconds turns 0.30000001 back into 0.3.
-            origin = timestamps[:, 0].min()
-            starts = np.round(timestamps[:, 0] - origin, 6)
-            duration = float(np.round(timestamps[:, 1].max() - origin, 6))
-            if duration > 0:
-                return starts, duration
-        if self.fps > 0 and math.isfinite(self.fps):
-            return np.arange(self.num_frames, dtype=np.float64) / self.fps, self.num_frames / self.fps
-        raise VideoDecodeError(self.path, "no usable frame timestamps and no frame rate; re-encode the file")
+        times = frame_times(timestamps, self.num_frames, self.fps, self.path)
+        self.frame_starts, self.duration, self.timestamps = times.starts, times.duration, times.source
 
     def plan(self, clip_seconds: float, frames_per_clip: int) -> ClipPlan:
         """The :class:`ClipPlan` for this video (see :func:`plan_clips`)."""
