@@ -15,10 +15,12 @@ _DESCRIPTION = """\
 Decode each video at clip centres (real frame timestamps), encode the frames with an image backbone and
 write one dataset [T clips, D] per video id (the file name without extension) into an HDF5 file.
 
-VIDEOS are video files, folders (searched recursively for mp4/avi/mkv/webm/mov) or text files listing one
-path per line. A killed run resumes where it stopped when rerun with the same command (finished videos are
-kept in OUT.parts/ until OUT is rebuilt). A video that cannot be decoded is reported in the failures JSON and
-the others go on; the exit status is 1 if any video failed, 0 otherwise. See docs/extract.md."""
+VIDEOS are video files, folders (searched recursively for mp4/avi/mkv/webm/mov/mpg/mpeg/m4v/ts/wmv/flv/3gp;
+a folder without any is an error) or text files listing one path per line. A killed run resumes where it
+stopped when rerun with the same command (finished videos are kept in OUT.parts/ until OUT is rebuilt). A
+video that cannot be decoded is reported in the failures JSON and the others go on; the exit status is 1 if
+any video failed, 0 otherwise. Frames are placed at the container's timestamps, or at index / fps when those
+cannot be trusted (the video's 'timestamps' attribute says which). See docs/extract.md."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         select_shard,
         shard_output_path,
     )
+    from grounding.video.settings import ExtractionSettings
 
     if args.list_backbones:
         for name in list_backbones():
@@ -83,12 +86,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.videos or not args.out:
         raise InputError("pass VIDEOS (files, folders or list files) and --out FILE.h5; see grounding extract --help.")
-    config = ExtractionConfig(
+    settings = ExtractionSettings(
         backbone=args.backbone,
         clip_seconds=args.clip_seconds,
         frames_per_clip=args.frames_per_clip,
-        size=args.size,
+        frame_size=args.size,
         resize=args.resize,
+    )
+    config = ExtractionConfig(
+        settings,
         batch_size=args.batch_size,
         workers=args.workers,
         device=args.device,
@@ -120,6 +126,11 @@ def run(args: argparse.Namespace) -> int:
             f"{out} ({report.num_videos} videos, D={report.dim}) in {report.seconds:.1f} s "
             f"[{payload['videos_per_second']:g} videos/s, {payload['frames_per_second']:g} frames/s]"
         )
+        if report.frame_rate_timestamps:
+            shown = ", ".join(report.frame_rate_timestamps[:5])
+            print(f"  {len(report.frame_rate_timestamps)} videos had unusable container timestamps; their frames are "
+                  f"placed at index / fps ({shown}{', ...' if len(report.frame_rate_timestamps) > 5 else ''})",
+                  file=sys.stderr)
         for failure in report.failures[:5]:
             print(f"  failed: {failure.video_id} ({failure.path}): {failure.reason}", file=sys.stderr)
         if len(report.failures) > 5:

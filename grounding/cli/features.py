@@ -48,7 +48,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from grounding.video.extract import merge_feature_files, summarize_feature_file
+    from grounding.video.feature_files import (
+        merge_feature_files,
+        summarize_feature_file,
+    )
 
     if args.features_action == "merge":
         report = merge_feature_files(args.inputs, args.out, force=args.force)

@@ -44,7 +44,11 @@ _EXPORTS: dict[str, str] = {
     "list_backbones": "grounding.video.backbones",
     "register_backbone": "grounding.video.backbones",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "VIDEO_EXTENSIONS", "ExtractionConfig", "ExtractionSettings", "VideoClipFeatures", "VideoDecodeError",
+    "VideoSource", "create_backbone", "extract_clip_features", "extract_features", "find_videos",
+    "list_backbones", "register_backbone", "video_id_for",
+]
 
 
 def __getattr__(name: str) -> Any:

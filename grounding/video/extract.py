@@ -33,7 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from grounding.errors import ConfigError
-from grounding.video.clips import VideoClipFeatures, extract_clip_features, iter_clip_features, resolve_settings
+from grounding.video.clips import (
+    VideoClipFeatures,
+    extract_clip_features,
+    iter_clip_features,
+    resolve_settings,
+)
 from grounding.video.feature_files import (
     FEATURE_DTYPES,
     FORMAT_VERSION,

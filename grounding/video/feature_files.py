@@ -31,7 +31,12 @@ import numpy as np
 
 from grounding import __version__
 from grounding.errors import InputError
-from grounding.files import TEMPORARY_MARK, atomic_path, stale_temporaries, write_bytes_atomic
+from grounding.files import (
+    TEMPORARY_MARK,
+    atomic_path,
+    stale_temporaries,
+    write_bytes_atomic,
+)
 from grounding.video.settings import ATTRIBUTE_NAMES, ExtractionSettings
 from grounding.video.settings import _plain as plain_value
 
