@@ -302,6 +302,8 @@ class IoUPriorBaseline(GridPriorBaseline):
         return (matched + summed_iou / count) / count
 
 
+Baseline = FullVideoBaseline | UniformRandomBaseline | GridPriorBaseline  # what make_baseline returns
+
 BASELINES: dict[str, type] = {
     FullVideoBaseline.name: FullVideoBaseline,
     UniformRandomBaseline.name: UniformRandomBaseline,
