@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from grounding.errors import InputError, require_package
+from grounding.files import TEMPORARY_MARK, write_text_atomic
 from grounding.video.synth.language import SynthQuery, make_queries, vocabulary_words
 from grounding.video.synth.render import render_video
 from grounding.video.synth.world import (
@@ -224,15 +225,8 @@ def manifest_payload(plan: DatasetPlan, complete: bool) -> dict[str, Any]:
     }
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _write_json_atomic(path: Path, payload: Any) -> None:
-    _write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
 
 
 def _check_out_dir(out_dir: Path, config: SynthConfig, overwrite: bool) -> bool:
@@ -305,21 +299,22 @@ def build_dataset(
     plan = plan_dataset(config)
     video_dir = out / VIDEO_DIR
     video_dir.mkdir(parents=True, exist_ok=True)
-    for stale in video_dir.glob(".*.partial.mp4"):
-        stale.unlink()
+    # temporaries of killed renders: grounding.files names (".syn00001.mp4.<pid>.tmp.mp4"), and older ones
+    for stale in [*video_dir.glob(f".*{TEMPORARY_MARK}.mp4"), *video_dir.glob(".*.partial.mp4")]:
+        stale.unlink(missing_ok=True)
     if not reuse:  # videos of another config (or of an --overwrite) must not be taken as finished
         for old in video_dir.glob("syn*.mp4"):
             old.unlink()
 
     for split in SPLITS:
         lines = annotation_lines(plan, split)
-        _write_text_atomic(out / f"{split}.txt", "".join(line + "\n" for line in lines))
+        write_text_atomic(out / f"{split}.txt", "".join(line + "\n" for line in lines))
     durations = io.StringIO()
     writer = csv.writer(durations, lineterminator="\n")
     writer.writerow(["id", "length"])
     for script in plan.scripts:
         writer.writerow([script.video_id, f"{script.duration:.2f}"])
-    _write_text_atomic(out / DURATIONS_NAME, durations.getvalue())
+    write_text_atomic(out / DURATIONS_NAME, durations.getvalue())
     _write_json_atomic(out / MANIFEST_NAME, manifest_payload(plan, complete=False))
 
     tasks = [

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from grounding.files import atomic_path
 from grounding.video.synth.world import COLOURS, Event, SceneObject, VideoScript
 
 # Motion constants, in frame sizes per second (or radians per second): large enough that an object's position
@@ -395,8 +395,5 @@ def render_video(script: VideoScript, path: str | os.PathLike[str], width: int, 
 
     Returns the number of frames written.
     """
-    target = Path(path)
-    tmp = target.with_name(f".{target.stem}.partial.mp4")
-    count = write_mp4(render_frames(script, width, height, fps), tmp, width, height, fps)
-    os.replace(tmp, target)
-    return count
+    with atomic_path(path) as temporary:  # hidden, ending in .mp4 (the muxer picks the format from the name)
+        return write_mp4(render_frames(script, width, height, fps), temporary, width, height, fps)
