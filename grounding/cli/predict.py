@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grounding.cli._checkpoint_flags import USE_CHECKPOINT_NMS, add_checkpoint_flags, chosen_nms
-from grounding.cli._common import add_command, write_json_atomic
+from grounding.cli._common import add_annotation_options, add_command, write_json_atomic
 from grounding.errors import InputError
 
 SHOWN_MISSING = 5
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from grounding.data.annotations import ANNOTATION_FORMATS
-
     parser = add_command(
         subparsers, "predict", "a checkpoint's top moments for every query of an annotation file (jsonl)",
         "Predict the top moments of every query in an annotation file with a checkpoint written by 'grounding\n"
@@ -38,10 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_checkpoint_flags(parser, top_k=10, top_k_help="windows kept per query after NMS, what mAP reads")
     parser.add_argument("--annotations", required=True, metavar="ANN", help="annotation file (.txt, .json or .jsonl)")
-    parser.add_argument("--format", choices=ANNOTATION_FORMATS, default=None,
-                        help="annotation format; detected from the content when left out")
-    parser.add_argument("--durations", action="extend", nargs="+", default=None, metavar="CSV",
-                        help="Charades_v1_*.csv giving video lengths (needed for charades-sta; repeatable)")
+    add_annotation_options(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--features", metavar="FILE", help="clip-feature file (HDF5) or folder of .npy/.pt files")
     source.add_argument("--videos", metavar="DIR",
