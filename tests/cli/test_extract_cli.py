@@ -110,3 +110,34 @@ def test_help_ends_with_an_example_and_lists_backbones(capsys: pytest.CaptureFix
     listed = capsys.readouterr().out
     assert "efficientnet-lite0 " in listed and "D=5120" in listed and "hf:PATH" in listed
     assert main(["features"]) == 1
+
+
+def test_a_folder_without_videos_exits_2_naming_it_and_the_extensions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "no-videos"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x", encoding="utf-8")
+    assert main(["extract", str(folder), "--out", str(tmp_path / "f.h5"), *FAST]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"grounding extract: error: {folder}: no video files") and error.count("\n") == 1
+    for extension in (".mp4", ".mpg", ".mpeg", ".m4v", ".ts", ".wmv", ".flv", ".3gp"):
+        assert extension in error
+    assert not (tmp_path / "f.h5").exists()
+
+
+def test_new_extensions_extract_and_record_where_frame_times_came_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.video.test_real_videos import write_with_b_frames
+
+    write_with_b_frames(tmp_path / "v" / "broadcast.mpg", "mpeg2video")
+    write_video(tmp_path / "v" / "phone.m4v", seconds=1.0)
+    out = tmp_path / "f.h5"
+    assert main(["extract", str(tmp_path / "v"), "--out", str(out), *FAST]) == 0
+    captured = capsys.readouterr()
+    assert "extract: 2 videos extracted" in captured.out
+    assert "1 videos had unusable container timestamps" in captured.err and "(broadcast)" in captured.err
+    with h5py.File(out, "r") as handle:
+        assert handle["broadcast"].attrs["timestamps"] == "frame-rate"
+        assert handle["phone"].attrs["timestamps"] == "container"

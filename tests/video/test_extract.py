@@ -371,3 +371,33 @@ def test_frames_reach_the_backbone_at_clip_centres(tmp_path: Path) -> None:
     assert frames_seen(np.broadcast_to(levels[:, None], (3, 4))) == [2, 5, 5]
     np.testing.assert_allclose(attrs["clip_centres"], [0.5, 1.5, 2.35])
     assert attrs["duration"] == pytest.approx(2.7)
+
+
+def test_outputs_and_parts_of_earlier_versions_resume(tmp_path: Path) -> None:
+    """A file without the newer per-video attributes, and a parts folder with a part without ``timestamps`` plus
+    temporaries of both namings (``x.npz.<pid>.tmp``, ``.x.npz.<pid>.tmp.npz``), resume as they are."""
+    for video_id in ("a", "b", "c"):
+        write_video(tmp_path / "v" / f"{video_id}.mp4", seconds=1.0)
+    out = tmp_path / "f.h5"
+    extract_features(find_videos([tmp_path / "v" / "a.mp4"]), out, fast_config(), progress=False)
+    with h5py.File(out, "r+") as handle:
+        for key in ("size", "resize", "timestamps"):
+            del handle["a"].attrs[key]
+    settings = {"backbone": "test-pixel-stats", "clip_seconds": 1.0, "frames_per_clip": 1, "size": 32,
+                "resize": "squash", "dim": 6, "dtype": "float32"}
+    parts = PartsFolder(tmp_path / "f.h5.parts", settings)
+    parts.open()
+    parts.write("b", np.ones((1, 6), np.float32), np.array([0.5]),
+                {"fps": 10.0, "duration": 1.0, "num_frames": 10, "source": "/old/b.mp4"})
+    parts.close()
+    stale = [tmp_path / "f.h5.parts" / "c.npz.123.tmp", tmp_path / "f.h5.parts" / ".c.npz.123.tmp.npz",
+             tmp_path / "f.h5.999.tmp", tmp_path / ".f.h5.999.tmp.h5"]
+    for path in stale:
+        path.write_bytes(b"half")
+    report = extract_features(find_videos([tmp_path / "v"]), out, fast_config(), progress=False)
+    assert (report.extracted, sorted(report.skipped), report.num_videos) == (["c"], ["a", "b"], 3)
+    features = read_h5(out)
+    np.testing.assert_array_equal(features["b"][0], np.ones((1, 6), np.float32))
+    assert "timestamps" not in features["b"][1] and features["b"][1]["source"] == "/old/b.mp4"
+    assert "size" not in features["a"][1] and features["c"][1]["timestamps"] == "container"
+    assert not any(path.exists() for path in stale) and not (tmp_path / "f.h5.parts").exists()
