@@ -31,8 +31,15 @@ import numpy as np
 import torch
 
 from grounding.video.backbones import create_backbone
+from grounding.video.clips import resolve_settings
 from grounding.video.decode import ClipFrameReader
-from grounding.video.extract import ExtractionConfig, VideoSource, extract_features, find_videos
+from grounding.video.extract import (
+    ExtractionConfig,
+    VideoSource,
+    extract_features,
+    find_videos,
+)
+from grounding.video.settings import ExtractionSettings
 
 
 def render_synthetic(folder: Path, count: int, seed: int) -> Path:
@@ -45,17 +52,18 @@ def render_synthetic(folder: Path, count: int, seed: int) -> Path:
     return folder / "videos"
 
 
-def decode_video(video: VideoSource, config: ExtractionConfig, size: int, frames_per_clip: int) -> np.ndarray:
-    """All frames extraction would decode for one video: uint8 (T*K, size, size, 3)."""
-    with ClipFrameReader(video.path, size=size, resize=config.resize, num_threads=1) as reader:
-        plan = reader.plan(config.clip_seconds, frames_per_clip)
-        chunk = max(1, config.batch_size // frames_per_clip)
+def decode_video(video: VideoSource, settings: ExtractionSettings, batch_size: int) -> np.ndarray:
+    """All frames extraction would decode for one video with resolved ``settings``: uint8 (T*K, size, size, 3)."""
+    assert settings.frame_size and settings.resize and settings.clip_seconds and settings.frames_per_clip
+    with ClipFrameReader(video.path, size=settings.frame_size, resize=settings.resize, num_threads=1) as reader:
+        plan = reader.plan(settings.clip_seconds, settings.frames_per_clip)
+        chunk = max(1, batch_size // settings.frames_per_clip)
         starts = range(0, plan.num_clips, chunk)
         return np.concatenate([reader.read(plan.frame_indices[first : first + chunk].ravel()) for first in starts])
 
 
 def time_decode(
-    videos: Sequence[VideoSource], config: ExtractionConfig, size: int, k: int, threads: int
+    videos: Sequence[VideoSource], settings: ExtractionSettings, batch_size: int, threads: int
 ) -> tuple[int, float]:
     """(frames, seconds) to decode every video with ``threads`` threads, each taking whole videos."""
     pending = list(videos)
@@ -68,7 +76,7 @@ def time_decode(
                 if not pending:
                     return
                 video = pending.pop(0)
-            frames = decode_video(video, config, size, k)
+            frames = decode_video(video, settings, batch_size)
             with lock:
                 counts.append(len(frames))
 
@@ -112,18 +120,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_extract_") as scratch:
         folder = Path(args.folder) if args.folder else render_synthetic(Path(scratch) / "synth", args.videos, args.seed)
         videos = find_videos([folder])[: args.videos]
-        config = ExtractionConfig(backbone=args.backbone, clip_seconds=args.clip_seconds,
-                                  frames_per_clip=args.frames_per_clip, size=args.size, batch_size=args.batch_size,
-                                  workers=args.workers, device=args.device)
+        config = ExtractionConfig(
+            ExtractionSettings(backbone=args.backbone, clip_seconds=args.clip_seconds,
+                               frames_per_clip=args.frames_per_clip, frame_size=args.size),
+            batch_size=args.batch_size, workers=args.workers, device=args.device,
+        )
         backbone = create_backbone(args.backbone, device=args.device)
-        size = config.size or backbone.input_size
-        k = config.frames_per_clip or backbone.frames_per_input
+        settings = resolve_settings(config.settings, backbone)
 
         for video in videos:  # every stage then reads the files from the page cache
             video.path.read_bytes()
-        decode_1 = time_decode(videos, config, size, k, threads=1)
-        decode_w = time_decode(videos, config, size, k, threads=args.workers)
-        decoded = np.concatenate([decode_video(video, config, size, k) for video in videos])
+        decode_1 = time_decode(videos, settings, args.batch_size, threads=1)
+        decode_w = time_decode(videos, settings, args.batch_size, threads=args.workers)
+        decoded = np.concatenate([decode_video(video, settings, args.batch_size) for video in videos])
         encode = time_backbone(backbone, decoded, args.batch_size)
         report = extract_features(videos, Path(scratch) / "features.h5", config, backbone=backbone, progress=False)
         full = (report.frames, report.seconds)
@@ -137,8 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {
         "videos": len(videos),
         "backbone": args.backbone,
-        "size": size,
-        "frames_per_clip": k,
+        "size": settings.frame_size,
+        "frames_per_clip": settings.frames_per_clip,
         "batch_size": args.batch_size,
         "device": args.device,
         "torch_threads": torch.get_num_threads(),
@@ -149,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{len(videos)} videos, {decoded.shape[0]} frames at {size}x{size}, backbone {args.backbone}, "
+        print(f"{len(videos)} videos, {decoded.shape[0]} frames at {settings.frame_size}x{settings.frame_size}, backbone {args.backbone}, "
               f"batch {args.batch_size}, device {args.device}, torch threads {torch.get_num_threads()}, "
               f"{os.cpu_count()} CPUs")
         for name, (frames, seconds) in rows.items():
