@@ -41,7 +41,7 @@ def run(world: Path) -> Path:
 def test_a_trained_checkpoint_grounds_a_video_file(run: Path, world: Path, capsys) -> None:
     pipeline = json.loads((run / "best" / "config.json").read_text())["metadata"]["pipeline"]
     assert pipeline["text_encoder"] == "minilm-l6"
-    assert pipeline["extraction"] == {"backbone": BACKBONE, "clip_seconds": 3.0, "frames_per_clip": 2,
+    assert pipeline["extraction"] == {"backbone": BACKBONE, "clip_seconds": 3.0, "frames_per_clip": 4,
                                       "frame_size": 64, "resize": "squash"}
     video = world / "videos" / "syn00000.mp4"
     capsys.readouterr()
