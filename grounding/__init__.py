@@ -17,12 +17,14 @@ The sub-packages follow the data's path, imports pointing one way (each imports 
 - ``eval``: temporal IoU, NMS, the field's metrics, blind baselines (numpy only; used by inference and training)
 - ``cli``: the ``grounding`` command, one module per sub-command
 
-Two leaf modules serve them all: ``errors`` (the exception types) and ``files`` (atomic writes).
+Leaf modules serve them all: ``errors`` (the exception types), ``files`` (atomic writes), ``checks`` (config
+value checks) and ``version``.
 """
 
 from typing import Any
 
-__version__ = "0.1.0"
+from grounding.version import __version__
+
 __all__ = ["Grounder", "__version__"]
 
 

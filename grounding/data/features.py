@@ -103,14 +103,14 @@ def validate_clip_feats(
     return clip_feats
 
 
-def _plain_attr(value: Any) -> Any:
+def plain_attr(value: Any) -> Any:
     """HDF5 attribute values as plain Python: bytes -> str, numpy scalars -> int/float/bool; arrays stay arrays."""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray) and value.dtype.kind in "SO":
-        return [_plain_attr(item) for item in value.tolist()]
+        return [plain_attr(item) for item in value.tolist()]
     return value
 
 
@@ -354,7 +354,7 @@ class HDF5FeatureStore(FeatureStore):
             sources.append(dataset.parent.attrs)
         sources.append(dataset.attrs)
         for source in sources:
-            merged.update({name: _plain_attr(value) for name, value in source.items()})
+            merged.update({name: plain_attr(value) for name, value in source.items()})
         return merged
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from grounding import __version__
+from grounding.data.features import plain_attr
 from grounding.errors import InputError
 from grounding.files import (
     TEMPORARY_MARK,
@@ -37,8 +37,8 @@ from grounding.files import (
     stale_temporaries,
     write_bytes_atomic,
 )
+from grounding.version import __version__
 from grounding.video.settings import ATTRIBUTE_NAMES, ExtractionSettings
-from grounding.video.settings import _plain as plain_value
 
 FORMAT_VERSION = 1
 FEATURE_DTYPES: tuple[str, ...] = ("float32", "float16")
@@ -62,8 +62,8 @@ def settings_conflicts(expected: Mapping[str, Any], found: Mapping[str, Any]) ->
     """``"key=found (this run: expected)"`` for every :data:`SETTING_KEYS` entry that differs (missing = different)."""
     conflicts = []
     for key in SETTING_KEYS:
-        if key in expected and plain_value(found.get(key)) != plain_value(expected[key]):
-            conflicts.append(f"{key}={plain_value(found.get(key))!r} (this run: {plain_value(expected[key])!r})")
+        if key in expected and plain_attr(found.get(key)) != plain_attr(expected[key]):
+            conflicts.append(f"{key}={plain_attr(found.get(key))!r} (this run: {plain_attr(expected[key])!r})")
     return conflicts
 
 
@@ -213,7 +213,7 @@ def read_existing_output(out: Path, settings: dict[str, Any]) -> set[str]:
     if not out.exists():
         return set()
     with _open_hdf5(out) as handle:
-        attrs = {key: plain_value(value) for key, value in handle.attrs.items()}
+        attrs = {key: plain_attr(value) for key, value in handle.attrs.items()}
         if "format_version" not in attrs:
             raise InputError(
                 f"{out}: exists but was not written by `grounding extract` (no format_version attribute); pass "
@@ -239,7 +239,7 @@ def _video_attrs(settings: ExtractionSettings, clip_centres: np.ndarray, meta: d
 
 def part_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The per-video metadata a part records (fps, duration, num_frames, source, timestamps), as plain JSON."""
-    return {key: plain_value(meta[key]) for key in _VIDEO_META_KEYS if key in meta}
+    return {key: plain_attr(meta[key]) for key in _VIDEO_META_KEYS if key in meta}
 
 
 def build_output(out: Path, parts: PartsFolder, settings: ExtractionSettings) -> int:
@@ -314,7 +314,7 @@ def merge_feature_files(
         owner: dict[str, tuple[Path, Any]] = {}
         duplicates: list[str] = []
         for path, handle in zip(input_paths, handles):
-            attrs = {key: plain_value(value) for key, value in handle.attrs.items()}
+            attrs = {key: plain_attr(value) for key, value in handle.attrs.items()}
             ExtractionSettings.from_attrs(attrs, str(path))  # values no extraction could have written are refused
             for key in SETTING_KEYS:
                 if key not in attrs:
@@ -377,7 +377,7 @@ def summarize_feature_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _json_value(value: Any) -> Any:
-    value = plain_value(value)
+    value = plain_attr(value)
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from grounding.data.features import plain_attr
 from grounding.errors import ConfigError, InputError
 
 RESIZE_MODES: tuple[str, ...] = ("squash", "crop")
@@ -34,16 +35,6 @@ ATTRIBUTE_NAMES: dict[str, str] = {
 DEFAULT_BACKBONE = "efficientnet-lite0"
 DEFAULT_CLIP_SECONDS = 1.0
 DEFAULT_RESIZE = "squash"
-
-
-def _plain(value: Any) -> Any:
-    """HDF5/JSON values as plain Python (bytes -> str, numpy scalars -> int/float)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "ndim", None) == 0:
-        return item()
-    return value
 
 
 @dataclass(frozen=True)
@@ -133,7 +124,7 @@ class ExtractionSettings:
         """
         values: dict[str, Any] = {}
         for key, attr in ATTRIBUTE_NAMES.items():
-            value = _plain(attrs.get(attr))
+            value = plain_attr(attrs.get(attr))
             if value is None:
                 continue
             if key in ("frames_per_clip", "frame_size") and isinstance(value, float) and value.is_integer():

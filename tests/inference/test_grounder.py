@@ -215,5 +215,5 @@ def test_the_model_is_only_a_model() -> None:
             "if name.startswith('grounding.') and name.count('.') >= 1}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # the model sits on data (a helper for messages) and the leaves; never on inference, training, video or text
-    assert result.stdout.strip() == "['checks', 'data', 'errors', 'eval', 'files', 'model']"
+    assert result.stdout.strip() == "['checks', 'data', 'errors', 'eval', 'files', 'model', 'version']"
     assert not hasattr(GroundingModel, "ground") and not hasattr(GroundingModel, "encode_video")

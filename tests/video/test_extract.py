@@ -293,7 +293,8 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path) 
     parts = tmp_path / "killed.h5.parts"
     deadline = time.monotonic() + 60
     try:
-        while not list(parts.glob("*.npz")):
+        # a finished part is <id>.npz; ".<id>.npz.<pid>.tmp.npz" is one being written (ids never start with a dot)
+        while not list(parts.glob("[!.]*.npz")):
             assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
             assert time.monotonic() < deadline, "no part was written within 60 s"
             time.sleep(0.01)
@@ -305,7 +306,7 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path) 
             process.stderr.close()
     assert process.returncode == -signal.SIGKILL
     assert not out.exists()  # the HDF5 file is only ever written whole, at the end
-    finished = sorted(path.stem for path in parts.glob("*.npz"))
+    finished = sorted(path.stem for path in parts.glob("[!.]*.npz"))
     assert 1 <= len(finished) < 4
     report = extract_features(find_videos([tmp_path / "v"]), out, fast_config(), progress=False)
     assert sorted(report.skipped) == finished
