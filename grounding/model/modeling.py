@@ -159,9 +159,27 @@ class QueryGraphEncoder(nn.Module):
         return flat.view(batch_size, num_words, -1) * word_mask[..., None]
 
 
-def _first_false_after_true(mask: Tensor) -> Tensor:
-    """(B,) bool: rows of a (B, N) bool mask that are not a prefix of Trues."""
-    return (mask[:, 1:] & ~mask[:, :-1]).any(dim=1)
+def _check_prefix_mask(
+    mask: Any, name: str, dims: str, shape: tuple[int, int], noun: str, *, empty: str, gap: str
+) -> None:
+    """InputError unless ``mask`` is a (B, N) bool tensor whose every row is a non-empty prefix of Trues."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != shape:
+        found = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise InputError(f"{name} must be a bool tensor of shape {dims} = {shape}, True = real {noun}; got {found}")
+    for problem, message in ((~mask.any(dim=1), empty), ((mask[:, 1:] & ~mask[:, :-1]).any(dim=1), gap)):
+        if problem.any():
+            raise InputError(f"{name}: sample {int(problem.nonzero()[0, 0])} {message}")
+
+
+def _non_finite_rows(feats: Tensor, mask: Tensor) -> tuple[int, str] | None:
+    """The first sample with NaN/inf in a real (masked-in) row of (B, N, D) ``feats``, and those rows as ranges."""
+    if bool(torch.isfinite(feats.sum())):  # one reduction; the exact check runs only on failure
+        return None
+    bad = ~torch.isfinite(feats).all(dim=-1) & mask  # NaN in padding is ignored
+    if not bad.any():
+        return None
+    sample = int(bad.any(dim=1).nonzero()[0, 0])
+    return sample, compress_ranges(bad[sample].nonzero()[:, 0].tolist())
 
 
 class GroundingModel(PretrainedModel):
@@ -269,24 +287,15 @@ class GroundingModel(PretrainedModel):
                 f"clip_feats has {num_clips} clips, but this model takes num_clips={config.num_clips}; resample "
                 f"or pad the features to {config.num_clips} clips (grounding.data.resample.resample_clips / pad_clips)"
             )
-        if not isinstance(clip_mask, Tensor) or clip_mask.dtype != torch.bool or clip_mask.shape != (batch_size, num_clips):
-            shape = tuple(clip_mask.shape) if isinstance(clip_mask, Tensor) else type(clip_mask).__name__
-            raise InputError(f"clip_mask must be a bool tensor of shape (B, T) = ({batch_size}, {num_clips}), True = real clip; got {shape}")
-        empty = ~clip_mask.any(dim=1)
-        if empty.any():
-            raise InputError(f"clip_mask: sample {int(empty.nonzero()[0, 0])} has no real clip; drop it from the batch")
-        gaps = _first_false_after_true(clip_mask)
-        if gaps.any():
-            raise InputError(
-                f"clip_mask: sample {int(gaps.nonzero()[0, 0])} has padding before a real clip; real clips must "
-                "come first and padding last (grounding.data.resample.pad_clips)"
-            )
-        if not bool(torch.isfinite(clip_feats.sum())):  # one reduction; the exact check runs only on failure
-            bad = ~torch.isfinite(clip_feats).all(dim=-1) & clip_mask  # NaN in padding is ignored
-            if bad.any():
-                sample = int(bad.any(dim=1).nonzero()[0, 0])
-                clips = compress_ranges(bad[sample].nonzero()[:, 0].tolist())
-                raise InputError(f"clip_feats: sample {sample} has NaN or inf in clips {clips}; re-extract its features")
+        _check_prefix_mask(
+            clip_mask, "clip_mask", "(B, T)", (batch_size, num_clips), "clip",
+            empty="has no real clip; drop it from the batch",
+            gap="has padding before a real clip; real clips must come first and padding last "
+            "(grounding.data.resample.pad_clips)",
+        )
+        bad = _non_finite_rows(clip_feats, clip_mask)
+        if bad is not None:
+            raise InputError(f"clip_feats: sample {bad[0]} has NaN or inf in clips {bad[1]}; re-extract its features")
 
     def _check_query_inputs(self, word_feats: Any, word_mask: Any, word_edge_index: Any) -> None:
         config = self.config
@@ -299,21 +308,14 @@ class GroundingModel(PretrainedModel):
                 f"word_feats has {dim} features per word, but this model expects text.input_dim={config.text.input_dim}; "
                 "use the text encoder the model was built for"
             )
-        if not isinstance(word_mask, Tensor) or word_mask.dtype != torch.bool or word_mask.shape != (batch_size, num_words):
-            shape = tuple(word_mask.shape) if isinstance(word_mask, Tensor) else type(word_mask).__name__
-            raise InputError(f"word_mask must be a bool tensor of shape (B, L) = ({batch_size}, {num_words}), True = real word; got {shape}")
-        empty = ~word_mask.any(dim=1)
-        if empty.any():
-            raise InputError(f"word_mask: sample {int(empty.nonzero()[0, 0])} has an empty query (no real word); every query needs a token")
-        gaps = _first_false_after_true(word_mask)
-        if gaps.any():
-            raise InputError(f"word_mask: sample {int(gaps.nonzero()[0, 0])} has padding before a real word; pad at the end")
-        if not bool(torch.isfinite(word_feats.sum())):
-            bad = ~torch.isfinite(word_feats).all(dim=-1) & word_mask
-            if bad.any():
-                sample = int(bad.any(dim=1).nonzero()[0, 0])
-                words = compress_ranges(bad[sample].nonzero()[:, 0].tolist())
-                raise InputError(f"word_feats: sample {sample} has NaN or inf at words {words}")
+        _check_prefix_mask(
+            word_mask, "word_mask", "(B, L)", (batch_size, num_words), "word",
+            empty="has an empty query (no real word); every query needs a token",
+            gap="has padding before a real word; pad at the end",
+        )
+        bad = _non_finite_rows(word_feats, word_mask)
+        if bad is not None:
+            raise InputError(f"word_feats: sample {bad[0]} has NaN or inf at words {bad[1]}")
         if (
             not isinstance(word_edge_index, Tensor)
             or word_edge_index.dtype not in (torch.int64, torch.int32)
