@@ -135,3 +135,27 @@ def test_no_nms_top_k_and_bad_flags(trained, tmp_path: Path, capsys) -> None:
     assert "contradict" in capsys.readouterr().err
     assert _predict(world, run, tmp_path / "x.jsonl", "--json", str(tmp_path / "s.json")) == 2
     assert "add --evaluate" in capsys.readouterr().err
+
+
+OLD_CHECKPOINT = Path(__file__).parent / "fixtures" / "checkpoint-fb73319"
+
+
+def test_a_checkpoint_saved_before_the_settings_had_one_home_loads_and_predicts_its_own_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The fixture is the best/ checkpoint of ``write_tiny_config(..., epochs=2, eval_batch_size=3)`` on
+    ``write_tiny_world(Path("world"), num_videos=14, num_test=4)``, trained by the code of commit fb73319 (flat
+    extraction keys in its pipeline metadata; its text encoder path is relative: glove:world/glove.txt)."""
+    from grounding.inference import Grounder
+
+    monkeypatch.chdir(tmp_path)
+    world = write_tiny_world(Path("world"), num_videos=14, num_test=4)
+    grounder = Grounder.from_pretrained(OLD_CHECKPOINT)
+    assert grounder.pipeline.extraction.backbone == "test-backbone"
+    assert grounder.pipeline.extraction.frame_size == 32
+    assert main(["predict", "--checkpoint", str(OLD_CHECKPOINT), "--annotations", str(world / "test.jsonl"),
+                 "--features", str(world / "features.h5"), "--out", "p.jsonl", "--batch-size", "3", "--evaluate",
+                 "--json", "scores.json", "--no-progress"]) == 0
+    expected = json.loads((OLD_CHECKPOINT / "metrics.json").read_text())["metrics"]["test"]  # the old trainer's
+    scores = json.loads(Path("scores.json").read_text())
+    assert {key: scores[key] for key in expected} == expected
