@@ -20,10 +20,14 @@ from grounding.video.synth.dataset import (
     plan_dataset,
 )
 from grounding.video.synth.render import (
+    JUMP_HEIGHT,
     MOVE_SPEED,
+    SHAKE_AMPLITUDE,
     SIZE_FACTOR,
+    SPIN_SPEED,
     object_tracks,
     render_frames,
+    write_mp4,
 )
 from grounding.video.synth.world import (
     ACTIONS,
@@ -272,6 +276,122 @@ def test_every_action_renders_and_changes_the_frames(action: str) -> None:
     assert frames.shape == (16, 64, 64, 3) and frames.dtype == np.uint8
     still = simple_script(())
     assert not np.array_equal(frames[4:12], np.stack(list(render_frames(still, 64, 64, 4)))[4:12])
+
+
+# --- what each action means, measured on the pixels ----------------------------------------------------------
+# One red circle (the marker dot near its top included) on a flat grey frame, one event over [1.0, 2.5) s of a
+# 4 s video at 8 fps, 96x96. The object is every pixel more than 40 grey levels from the background (its grain
+# has a standard deviation of 4); each frame gives the object's centre, area, colour and marker direction, and
+# each action is checked before, during and after its annotated window, on the rendered frames and on the same
+# frames through the H.264 mp4 a user gets.
+
+SIZE, FPS, START, END, GREY = 96, 8, 1.0, 2.5, 60
+BEFORE = slice(0, int(START * FPS) + 1)  # frames at t <= start (no effect yet)
+DURING = slice(int(START * FPS), int(END * FPS))  # t in [start, end)
+AFTER = slice(int(END * FPS), None)  # t >= end (the effect is complete and held, or undone)
+
+
+def action_frames(action: str, source: str, tmp_path: Path) -> np.ndarray:
+    target = "blue" if action == "change-colour" else None
+    script = simple_script((Event(obj=0, action=action, start=START, end=END, target_colour=target),))
+    frames = np.stack(list(render_frames(script, SIZE, SIZE, FPS)))
+    if source == "mp4":
+        path = tmp_path / f"{action}.mp4"
+        write_mp4(iter(frames), path, SIZE, SIZE, FPS)
+        frames = decode_all(path)
+    return frames
+
+
+def object_measures(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Per frame: area (pixels), centre x and y (pixels, y down; NaN when invisible), median colour (RGB) and
+    the marker's direction from the centre (degrees counter-clockwise from "right", y up)."""
+    pixels = frames.astype(np.float64)
+    mask = np.abs(pixels - GREY).max(axis=-1) > 40  # (T, H, W)
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE]
+    area = mask.sum(axis=(1, 2)).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cx = (mask * xs).sum(axis=(1, 2)) / area
+        cy = (mask * ys).sum(axis=(1, 2)) / area
+    colour = np.full((len(frames), 3), np.nan)
+    marker_angle = np.full(len(frames), np.nan)
+    for t in range(len(frames)):
+        if area[t] == 0:
+            continue
+        colour[t] = np.median(pixels[t][mask[t]], axis=0)
+        brightness = pixels[t].sum(axis=-1)
+        dark = mask[t] & (brightness < 0.6 * np.median(brightness[mask[t]]))  # the marker dot (60 % darker)
+        if dark.any():
+            marker_angle[t] = np.degrees(np.arctan2(cy[t] - ys[dark].mean(), xs[dark].mean() - cx[t]))
+    return {"area": area, "cx": cx, "cy": cy, "colour": colour, "marker_angle": marker_angle}
+
+
+def angle_gap(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    return np.abs((np.asarray(a) - b + 180.0) % 360.0 - 180.0)
+
+
+SHIFT = MOVE_SPEED * SIZE * (END - START)  # pixels a move covers over the event: 28.8
+BOB = 2 * 0.01 * SIZE + 1  # every object bobs by +-1 % of the height (peak to peak), plus a pixel of mask edge
+
+
+@pytest.mark.parametrize("source", ["frames", "mp4"])
+@pytest.mark.parametrize("action", ACTIONS)
+def test_each_action_does_what_its_words_say_on_the_pixels(action: str, source: str, tmp_path: Path) -> None:
+    measures = object_measures(action_frames(action, source, tmp_path))
+    area, cx, cy = measures["area"], measures["cx"], measures["cy"]
+    colour, marker = measures["colour"], measures["marker_angle"]
+    red, blue = np.array(COLOURS["red"]), np.array(COLOURS["blue"])
+    centre = SIZE / 2 - 0.5  # pixel centres are at integer coordinates
+    if action != "appear":  # in the middle of the frame, visible, from the first frame
+        assert abs(cx[0] - centre) < 1 and abs(cy[0] - centre) < BOB and area[0] > 200
+    if action.startswith("move-"):
+        axis, sign = {"move-left": (cx, -1), "move-right": (cx, 1), "move-up": (cy, -1), "move-down": (cy, 1)}[action]
+        other = cy if axis is cx else cx
+        assert np.ptp(axis[BEFORE]) < BOB and np.ptp(axis[AFTER]) < BOB  # still before and after the window
+        assert sign * (axis[AFTER].mean() - axis[BEFORE].mean()) == pytest.approx(SHIFT, abs=BOB)
+        assert np.all(sign * np.diff(axis[DURING]) > 0)  # one way, every frame of the window
+        assert np.ptp(other) < BOB  # and only along its own axis
+        assert np.ptp(area) / area.mean() < 0.1
+    elif action in ("grow", "shrink"):
+        factor = SIZE_FACTOR**2 if action == "grow" else SIZE_FACTOR**-2
+        assert area[AFTER].mean() / area[BEFORE].mean() == pytest.approx(factor, rel=0.1)
+        assert np.all(np.sign(factor - 1) * np.diff(area[DURING]) > 0)
+        assert np.ptp(area[BEFORE]) / area[0] < 0.05 and np.ptp(area[AFTER]) / area[-1] < 0.05
+        assert np.ptp(cx) < 1.5 and np.ptp(cy) < BOB  # it grows in place
+    elif action == "change-colour":
+        middle = slice(int((START + 0.5) * FPS), int((END - 0.5) * FPS))  # after the 0.4 s ramp in, before the ramp out
+        assert np.abs(colour[middle] - blue).max() < 25  # the colour the sentence names
+        assert np.abs(colour[BEFORE] - red).max() < 25 and np.abs(colour[AFTER] - red).max() < 25  # and back
+        assert np.ptp(area) / area.mean() < 0.1 and np.ptp(cx) < 1
+    elif action == "appear":
+        assert np.all(area[: int(START * FPS) + 1] == 0)  # invisible until the window opens
+        assert area[AFTER].min() > 200 and np.ptp(area[AFTER]) / area[-1] < 0.05
+        assert area[DURING][-1] > area[DURING][len(area[DURING]) // 2] > 0  # fades and grows in
+        assert np.abs(colour[AFTER] - red).max() < 25
+    elif action == "disappear":
+        assert np.ptp(area[BEFORE]) / area[0] < 0.05
+        assert np.all(area[AFTER] == 0)  # gone when the window closes, and stays gone
+        assert 0 < area[DURING][len(area[DURING]) // 2] < area[0]
+    elif action == "spin":
+        assert angle_gap(marker[BEFORE], 90.0).max() < 12  # the dot sits on top while the object is still
+        times = np.arange(len(area)) / FPS
+        expected = 90.0 + np.degrees(SPIN_SPEED) * np.clip(times - START, 0.0, END - START)  # counter-clockwise
+        assert angle_gap(marker, expected).max() < 12
+        assert angle_gap(marker[AFTER], 90.0 + np.degrees(SPIN_SPEED) * (END - START)).max() < 12  # held after
+        assert np.ptp(cx) < 1.5 and np.ptp(cy) < BOB  # turning in place
+    elif action == "jump":
+        rest = cy[BEFORE].mean()
+        assert rest - cy[DURING].min() == pytest.approx(JUMP_HEIGHT * SIZE, abs=2.5)  # up by the jump height
+        assert abs(cy[AFTER].mean() - rest) < BOB and np.ptp(cx) < 1  # and back down, straight up
+        assert np.all(cy[DURING] <= rest + BOB)  # never below where it stood
+    elif action == "shake":
+        rest = cx[BEFORE].mean()
+        swing = cx[DURING] - rest
+        assert swing.max() > 0.8 * SHAKE_AMPLITUDE * SIZE and swing.min() < -0.8 * SHAKE_AMPLITUDE * SIZE
+        assert np.sum(np.diff(np.sign(swing[np.abs(swing) > 1])) != 0) >= 4  # side to side, several times
+        assert abs(cx[AFTER].mean() - rest) < 1 and np.ptp(cx[AFTER]) < 1  # and still again
+        assert np.ptp(cy) < BOB
+    else:  # pragma: no cover - a new action needs its meaning checked here
+        pytest.fail(f"no pixel check for action {action!r}")
 
 
 # --- command line, resume, errors ------------------------------------------------------------------------------
