@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from grounding.data import open_feature_store
 from grounding.eval.iou import temporal_iou
-from grounding.model.pipeline import Grounder
+from grounding.inference import Grounder
 
 
 def length_bin(fraction: float) -> str:
