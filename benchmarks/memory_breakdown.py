@@ -56,6 +56,7 @@ def run_worker(preset: str, batch_size: int, steps: int) -> dict[str, Any]:
     after_package = _status_kb("VmRSS") * 1e3
     sys.path.insert(0, str(HERE))
     import bench_model
+
     from grounding.model import GroundingConfig, GroundingModel, compute_loss
 
     step, config = bench_model.build_step(preset, "train", batch_size)
