@@ -19,14 +19,18 @@ command runs ``--repeats`` times too. Both passes must give the same windows (ch
 
 from __future__ import annotations
 
+import time
+
+STARTED = time.perf_counter()  # before the imports below, which are part of what the command pays
+
 import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
+import resource
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -66,23 +70,34 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
+    stages: dict[str, float] = {"imports": time.perf_counter() - STARTED}
+    started = time.perf_counter()
     grounder = Grounder.from_pretrained(args.checkpoint)
     annotations = read_annotations(args.annotations, durations=args.durations)
     records = list(annotations.records)
     store = open_feature_store(args.features)
-    bank = SentenceBank(grounder.text_encoder, [record.sentence for record in records])
+    stages["checkpoint, annotations, feature file"] = time.perf_counter() - started
+    started = time.perf_counter()
+    encoder = grounder.text_encoder
+    stages["text encoder load"] = time.perf_counter() - started
+    started = time.perf_counter()
+    bank = SentenceBank(encoder, [record.sentence for record in records])
+    stages["sentence encoding"] = time.perf_counter() - started
     num_clips = grounder.model.config.num_clips
     dataset = GroundingDataset(records, store, bank, num_clips, split="test")
     clips = StoreClips(store, num_clips)
     nms = grounder.pipeline.nms
     timings: dict[str, list[float]] = {"per-query forward": [], "predict_moments": [], "grounding predict": []}
+    faults: dict[str, list[int]] = {"per-query forward": [], "predict_moments": []}
     for _ in range(args.repeats):
-        started = time.perf_counter()
+        started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         reference = per_query_pass(grounder, dataset, args.batch_size, nms)
         timings["per-query forward"].append(time.perf_counter() - started)
-        started = time.perf_counter()
+        faults["per-query forward"].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         grouped = predict_moments(grounder.model, records, clips, bank, top_k=10, nms=nms, batch_size=args.batch_size)
         timings["predict_moments"].append(time.perf_counter() - started)
+        faults["predict_moments"].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     largest = max(float(np.abs(reference[qid] - grouped[qid]).max()) for qid in reference)
     if set(reference) != set(grouped) or largest > 1e-6:
         raise SystemExit(f"the two passes disagree (largest difference {largest:g})")
@@ -101,13 +116,17 @@ def main() -> None:
     videos = len({record.video_id for record in records})
     print(f"{len(records)} queries of {videos} videos, batch {args.batch_size}, {torch.get_num_threads()} threads, "
           f"load average before {os.getloadavg()[0]:.2f}; windows of the two passes agree to {largest:.1e}")
-    print("| pass | median s | runs (s) |")
-    print("|---|---|---|")
+    print("stages of the command, timed in this process: "
+          + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in stages.items()))
+    print("| pass | median s | runs (s) | minor page faults per run |")
+    print("|---|---|---|---|")
     for name, values in timings.items():
-        print(f"| {name} | {statistics.median(values):.2f} | {', '.join(f'{v:.2f}' for v in values)} |")
+        counts = ", ".join(str(count) for count in faults.get(name, [])) or "(other process)"
+        print(f"| {name} | {statistics.median(values):.2f} | {', '.join(f'{v:.2f}' for v in values)} | {counts} |")
     if args.json:
         args.json.write_text(json.dumps({"queries": len(records), "videos": videos, "timings": timings,
-                                         "batch_size": args.batch_size}, indent=1) + "\n")
+                                         "faults": faults, "stages": stages, "batch_size": args.batch_size},
+                                        indent=1) + "\n")
 
 
 if __name__ == "__main__":
