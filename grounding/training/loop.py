@@ -19,6 +19,7 @@ as an uninterrupted one (on the same device; tested on CPU).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -39,7 +40,7 @@ from grounding.eval.metrics import evaluate
 from grounding.eval.predictions import Predictions
 from grounding.inference.pipeline import PIPELINE_KEY, PipelineInfo
 from grounding.inference.predict import autocast_for, predict_moments
-from grounding.model import GroundingModel, compute_loss
+from grounding.model import GroundingModel, GroundingOutput, compute_loss
 from grounding.training.checkpoint import (
     METRICS_FILE,
     load_training_state,
@@ -102,6 +103,23 @@ class TrainResult:
 def _note(message: str, context: DistributedContext) -> None:
     if context.is_main:
         print(f"grounding train: {message}", file=sys.stderr)
+
+
+class _PlainForward(nn.Module):
+    """The model with its :class:`GroundingOutput` returned as a dict of its fields.
+
+    DistributedDataParallel finds the output's tensors (to know which parameters will get a gradient, and to
+    hook the end of backward) only inside tuples, lists and dicts; inside a dataclass it sees none and never
+    all-reduces the gradients, so each process would step on its own share of the batch.
+    """
+
+    def __init__(self, model: GroundingModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: Any) -> dict[str, Any]:
+        output = self.model(*inputs)
+        return {item.name: getattr(output, item.name) for item in dataclasses.fields(output)}
 
 
 @dataclass
@@ -272,16 +290,17 @@ class Trainer:
         model = GroundingModel(config.model).to(device)
         if not self.resume:  # a resumed run takes the statistics from its checkpoint
             model.fit_input_statistics(*train_split.dataset.input_chunks())
-        wrapped: nn.Module = model
+        wrapped: nn.Module = _PlainForward(model)
         if context.is_distributed:
             # DDP broadcasts buffers from rank 0 and cannot send sparse ones; those are constants built from the
             # config (the same on every rank), so they are left out of the sync.
-            sparse_buffers = [name for name, buffer in model.named_buffers() if buffer.layout != torch.strided]
-            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, sparse_buffers)
-            # Some parameters get no gradient in some settings (the retrieval embeddings when the contrastive
-            # loss weight is 0) but the set never changes during a run: a static graph lets DDP learn it once.
+            sparse_buffers = [name for name, buffer in wrapped.named_buffers() if buffer.layout != torch.strided]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(wrapped, sparse_buffers)
+            # Which parameters get a gradient can change from batch to batch (a static graph fails on the second
+            # step of the tests' tiny world), so DDP looks for the unused ones at every step; torch warns once
+            # when a step happens to use them all.
             wrapped = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True
+                wrapped, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
             )
             backend = torch.distributed.get_backend()
             _note(f"DistributedDataParallel over {context.world_size} process(es), {backend} on {device}", context)
@@ -338,9 +357,9 @@ class Trainer:
         for batch in bar:
             batch = batch.to(device, non_blocking=True)
             with autocast_for(device, train_cfg.amp):
-                output = run.wrapped(
+                output = GroundingOutput(**run.wrapped(
                     batch.clip_feats, batch.clip_mask, batch.word_feats, batch.word_mask, batch.word_edge_index
-                )
+                ))
                 loss, parts = compute_loss(
                     output, batch.target_windows, batch.durations, config.model.loss, batch.video_ids
                 )

@@ -62,8 +62,18 @@ def test_torchrun_with_one_process_trains_through_ddp_and_matches_a_plain_run(wo
     assert "DistributedDataParallel over 1 process(es), gloo on cpu" in completed.stderr
     ours, plain = load_file(tmp_path / "run" / "last" / "model.safetensors"), load_file(plain_run / "last" / "model.safetensors")
     assert ours.keys() == plain.keys()
-    assert all(torch.equal(ours[name], plain[name]) for name in ours)
-    assert losses(tmp_path / "run") == losses(plain_run)
+    # Not bit-identical: DDP's gradient hooks change the order in which a parameter used on several paths
+    # accumulates its gradient, so first-step gradients differ by float32 rounding (<= 1e-8 here), which AdamW
+    # then amplifies for entries whose gradient is ~0 (see the two-process test). Measured on this run: worst
+    # entry 2.9e-5, worst tensor ||difference|| / ||weights|| 1.5e-5; the limits are ~30x that, far below what a
+    # process that skipped the all-reduce or double-counted a gradient would give.
+    worst_entry = max(float((ours[name].double() - plain[name].double()).abs().max()) for name in ours)
+    worst_tensor = max(
+        float((ours[name].double() - plain[name].double()).norm() / plain[name].double().norm().clamp_min(1e-12))
+        for name in ours
+    )
+    assert worst_entry <= 1e-3 and worst_tensor <= 5e-4, (worst_entry, worst_tensor)
+    assert losses(tmp_path / "run") == pytest.approx(losses(plain_run), rel=1e-6)
     best, plain_best = (json.loads((run / "best" / "metrics.json").read_text()) for run in (tmp_path / "run", plain_run))
     assert best["epoch"] == plain_best["epoch"] and best["metrics"] == plain_best["metrics"]
 
@@ -86,12 +96,6 @@ def write_dropout_free_config(path: Path, world: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: DistributedDataParallel(static_graph=True) cannot see the tensors inside the GroundingOutput "
-    "dataclass the model returns, so it never all-reduces the gradients and each rank steps on its own half batch "
-    "(found by this test; remove the marker with the fix)",
-)
 def test_torchrun_with_two_processes_ends_with_the_weights_of_one_process_at_the_same_global_batch(
     even_world: Path, tmp_path: Path
 ) -> None:
