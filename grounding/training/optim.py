@@ -2,8 +2,8 @@
 
 ``torch.optim.Optimizer`` wraps ``add_param_group``, ``zero_grad``, ``state_dict``, ``load_state_dict`` and
 ``step`` so that ``torch.compile`` leaves them alone; the wrappers import ``torch._dynamo`` (and with it sympy and
-the FX machinery) on their first call: memory and start-up time in every process for a model that is never
-compiled (measured in docs/model.md, "Speed and memory"). :class:`AdamW`
+the FX machinery) on their first call: memory and start-up time in every process, for a model that is never
+compiled. :class:`AdamW`
 calls the undecorated methods instead; the update, the parameter groups and the state dict are torch's own
 (``tests/training/test_optim.py`` checks it step for step against ``torch.optim.AdamW``).
 """
