@@ -14,8 +14,8 @@ It runs three parts and prints one line per check, then the timing table:
    and fp16 (gradient scaler), and under ``torchrun --nproc-per-node 1`` (DistributedDataParallel over NCCL).
    Each must finish with finite losses that fall from the first epoch to the last and reach R1@0.5 >= 80 on the
    world's held-out videos (float32 on the CPU reaches 100); the one-process DDP run must
-   follow the plain float32 run's losses to 1e-3 and end on weights within 1e-3 of it (CUDA's atomic
-   additions may reorder sums); the fp16 run must have kept a finite loss scale.
+   follow the plain float32 run's losses to 1e-3 and end on weights within 1e-3 of it (DDP's gradient hooks and CUDA's atomic
+   additions reorder sums); the fp16 run must have kept a finite loss scale.
 3. **Timing.** Every preset of ``benchmarks/bench_model.py`` (random inputs of the real shapes, 10-word
    queries): inference ms per query at batch 1 and 32 and one training step (AdamW) at its batch, plus TACoS's
    at batch 32, each in float32 and under bf16 autocast, with the peak GPU memory of each measurement.

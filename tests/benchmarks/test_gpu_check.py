@@ -27,7 +27,9 @@ def test_gpu_check_runs_its_training_and_timing_paths_on_the_cpu(tmp_path: Path)
     assert report["passed"] and "cuda_against_cpu" not in report  # the device comparison needs CUDA
     runs = report["training"]["runs"]
     assert set(runs) == {"fp32", "bf16", "fp16", "ddp1"}
-    assert runs["ddp1"]["max_weight_difference_to_fp32"] == 0.0  # one gloo process: the same sums exactly
+    # One gloo process: DDP's gradient hooks reorder the accumulation of a parameter's gradient, float32 rounding
+    # that AdamW amplifies (tests/training/test_distributed.py); the check's own limit is 1e-3.
+    assert 0.0 <= runs["ddp1"]["max_weight_difference_to_fp32"] <= 1e-3
     assert any("DistributedDataParallel over 1 process" in note for note in runs["ddp1"]["notes"])
     assert all(run["losses"][-1] < run["losses"][0] for run in runs.values())
     timing = report["timing"]
