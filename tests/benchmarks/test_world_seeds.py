@@ -11,11 +11,11 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import world_seeds  # noqa: E402
 
 
-def test_dry_run_prints_one_world_and_one_run_per_seed(capsys, tmp_path: Path) -> None:
+def test_dry_run_prints_the_world_and_the_run_of_a_seed(capsys, tmp_path: Path) -> None:
     assert world_seeds.main(["--config", str(REPO_ROOT / "configs" / "rendered-world-1000-flow.yaml"),
-                             "--seeds", "1", "2", "--out", str(tmp_path), "--dry-run"]) == 0
+                             "--seeds", "7", "--out", str(tmp_path), "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    for seed in (1, 2):
+    for seed in (7,):
         world = tmp_path / "worlds" / f"seed-{seed}"
         assert f"synth --out {world} --videos 1000 --seed {seed}" in printed
         assert (f"extract {world / 'videos'} --out {world / 'features-flow-05.h5'} --backbone "
