@@ -46,6 +46,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from procfs import status_kb  # benchmarks/procfs.py; this folder is on sys.path when a benchmark runs
+
 NUM_WORDS = 10
 
 
@@ -95,14 +97,6 @@ def loaded_allocator() -> str:
     with open("/proc/self/maps", encoding="utf-8", errors="replace") as handle:
         maps = handle.read()
     return next((name for name, (library, _) in ALLOCATORS.items() if f"lib{library}" in maps), "glibc")
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def random_inputs(config: Any, batch_size: int, generator: Any = None) -> tuple[Any, ...]:
@@ -185,7 +179,7 @@ def run_worker(preset: str, measurement: str, threads: int, repeats: int | None)
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    baseline_kb = _status_kb("VmRSS")
+    baseline_kb = status_kb("VmRSS")
     batch_size = batch_size_of(preset, measurement)
     step, config = build_step(preset, measurement, batch_size)
     if repeats is None:
@@ -199,7 +193,7 @@ def run_worker(preset: str, measurement: str, threads: int, repeats: int | None)
         step()
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    peak_kb = _status_kb("VmHWM")
+    peak_kb = status_kb("VmHWM")
     result = {
         "batch_size": batch_size,
         "repeats": repeats,

@@ -33,16 +33,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from procfs import status_kb  # benchmarks/procfs.py; this folder is on sys.path when a benchmark runs
+
 HERE = Path(__file__).resolve().parent
 GB = 1e9
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def run_worker(preset: str, batch_size: int, steps: int) -> dict[str, Any]:
@@ -50,21 +44,21 @@ def run_worker(preset: str, batch_size: int, steps: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    after_torch = _status_kb("VmRSS") * 1e3
+    after_torch = status_kb("VmRSS") * 1e3
     import grounding.model  # noqa: F401  (what the rise after it measures)
 
-    after_package = _status_kb("VmRSS") * 1e3
+    after_package = status_kb("VmRSS") * 1e3
     sys.path.insert(0, str(HERE))
     import bench_model
 
     from grounding.model import GroundingConfig, GroundingModel, compute_loss
 
     step, config = bench_model.build_step(preset, "train", batch_size)
-    peak_after_build = _status_kb("VmHWM") * 1e3
+    peak_after_build = status_kb("VmHWM") * 1e3
     peaks = []
     for _ in range(steps):
         step()
-        peaks.append(_status_kb("VmHWM") * 1e3)
+        peaks.append(status_kb("VmHWM") * 1e3)
 
     # Saved activations: a separate model of the same preset, one forward pass and loss, no backward.
     model = GroundingModel(GroundingConfig.preset(preset)).train()
