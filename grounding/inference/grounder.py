@@ -33,6 +33,7 @@ from grounding.inference.pipeline import PipelineInfo
 from grounding.model import GroundingModel, GroundingOutput, Span, candidate_windows, decode_spans
 from grounding.model.pretrained import find_checkpoint
 
+
 @dataclass
 class EncodedVideo:
     """A video ready for any number of queries.
