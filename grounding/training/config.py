@@ -57,7 +57,8 @@ AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 SECTIONS = ("model", "data", "train")
 # Keys that may differ between a run's config.yaml and the config given with --resume: they change where files
-# go, how fast data loads or when the run pauses, never the numbers it produces.
+# go, how fast data loads or when the run pauses, never the weights (train.eval_batch_size regroups the evaluation
+# batches, which can move a score by one float32 rounding step; docs/inference.md).
 RESUME_MUTABLE_KEYS = frozenset(
     {"train.output_dir", "train.num_workers", "train.stop_after_epoch", "train.progress", "train.eval_batch_size"}
 )
