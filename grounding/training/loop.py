@@ -1,5 +1,5 @@
-"""The trainer: AdamW + warm-up and a cosine or step schedule, evaluation with the benchmark metrics, checkpoints,
-exact resume, torchrun.
+"""The trainer: AdamW + warm-up and a cosine or step schedule, evaluation with the benchmark metrics (through
+:func:`grounding.inference.predict_moments`, what ``grounding predict`` runs), checkpoints, exact resume, torchrun.
 
 A run folder (``train.output_dir``)::
 
@@ -70,8 +70,8 @@ from grounding.training.distributed import (
 )
 from grounding.training.optim import AdamW
 from grounding.training.run_log import LOSS_PARTS, csv_columns, write_csv_log
-from grounding.training.splits import SplitData, build_splits, pipeline_info
 from grounding.training.schedule import deterministic_mode, lr_multiplier, parameter_groups, seed_everything
+from grounding.training.splits import SplitData, build_splits, pipeline_info
 
 __all__ = ["SplitData", "TrainResult", "Trainer", "csv_columns", "lr_multiplier", "train"]
 
