@@ -49,13 +49,19 @@ from grounding.errors import InputError, require_package
 from grounding.video.settings import RESIZE_MODES
 
 __all__ = [
-    "MAX_VIDEO_SECONDS", "RESIZE_MODES", "TIMESTAMP_SOURCES", "VIDEO_EXTENSIONS", "ClipFrameReader", "ClipPlan",
+    "MAX_VIDEO_SECONDS", "RESIZE_MODES", "TIMESTAMP_SOURCES", "UNRELIABLE_CONTAINERS", "VIDEO_EXTENSIONS", "ClipFrameReader", "ClipPlan",
     "FrameTimes", "VideoDecodeError", "crop_resize_shape", "frame_times", "plan_clips",
 ]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".ts", ".wmv", ".flv", ".3gp"
 )
+# Containers that are found as videos but refused at decoding, with the reason and the fix: decord 0.6.0 returns
+# frames shifted by many positions from MPEG-TS, without an error, so its clip features would be silently wrong.
+UNRELIABLE_CONTAINERS: dict[str, str] = {
+    ".ts": "MPEG-TS (.ts) is not decoded reliably by decord 0.6.0 (it returns wrong frames without an error); remux "
+    "it to mp4 first, without re-encoding: ffmpeg -i VIDEO.ts -c copy VIDEO.mp4",
+}
 # The longest video decoded (seconds): a longer duration is refused before anything is sized from it.
 MAX_VIDEO_SECONDS = 24 * 3600.0
 # Where ClipFrameReader.frame_starts come from (the video's ``timestamps`` attribute in a feature file).
@@ -317,6 +323,8 @@ class ClipFrameReader:
             raise VideoDecodeError(self.path, "not a regular file")
         if os.path.getsize(self.path) == 0:
             raise VideoDecodeError(self.path, "empty file (0 bytes)")
+        if Path(self.path).suffix.lower() in UNRELIABLE_CONTAINERS:
+            raise VideoDecodeError(self.path, UNRELIABLE_CONTAINERS[Path(self.path).suffix.lower()])
         import decord
 
         _silence_ffmpeg_logs()
