@@ -100,9 +100,9 @@ def pipeline_info(config: ExperimentConfig, store: FeatureStore) -> PipelineInfo
     data, train = config.data, config.train
     attrs = store.attrs(store.video_ids()[0]) if len(store) else {}
     found = ExtractionSettings.from_attrs(attrs, str(store.path))
-    conflicts = data.extraction.conflicts(found)
+    conflicts = data.extraction.conflicts(found, other_name="the file")
     if conflicts:
-        shown = "; ".join(conflicts).replace("(other:", "(the file:")
+        shown = "; ".join(conflicts)
         raise ConfigError(
             f"data.extraction sets {shown} for {store.path}; drop the setting (it is read from the file) or "
             "re-extract the features"

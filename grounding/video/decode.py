@@ -323,8 +323,9 @@ class ClipFrameReader:
             raise VideoDecodeError(self.path, "not a regular file")
         if os.path.getsize(self.path) == 0:
             raise VideoDecodeError(self.path, "empty file (0 bytes)")
-        if Path(self.path).suffix.lower() in UNRELIABLE_CONTAINERS:
-            raise VideoDecodeError(self.path, UNRELIABLE_CONTAINERS[Path(self.path).suffix.lower()])
+        unreliable = UNRELIABLE_CONTAINERS.get(Path(self.path).suffix.lower())
+        if unreliable is not None:
+            raise VideoDecodeError(self.path, unreliable)
         import decord
 
         _silence_ffmpeg_logs()

@@ -91,13 +91,13 @@ class ExtractionSettings:
         """These settings, with each unpinned field taken from ``other``."""
         return dataclasses.replace(other, **self.pinned())
 
-    def conflicts(self, other: ExtractionSettings) -> list[str]:
-        """``"field=mine (other: theirs)"`` for every field pinned in both with different values."""
+    def conflicts(self, other: ExtractionSettings, other_name: str = "other") -> list[str]:
+        """``"field=mine (<other_name>: theirs)"`` for every field pinned in both with different values."""
         mine, theirs = self.pinned(), other.pinned()
         return [
-            f"{key}={mine[key]!r} (other: {theirs[key]!r})"
+            f"{key}={mine[key]!r} ({other_name}: {theirs[key]!r})"
             for key in mine
-            if key in theirs and _same(mine[key], theirs[key]) is False
+            if key in theirs and not _same(mine[key], theirs[key])
         ]
 
     def resolved(self, default_frame_size: int, default_frames_per_clip: int) -> ExtractionSettings:
@@ -149,11 +149,10 @@ class ExtractionSettings:
         unknown = sorted(set(mapped) - known)
         if unknown:
             raise ConfigError(f"{where}: unknown extraction setting(s) {unknown}; known: {', '.join(sorted(known))}")
-        settings = cls.__new__(cls)
-        for key in known:
-            object.__setattr__(settings, key, mapped.get(key))
-        settings.check(f"{where}.")
-        return settings
+        try:
+            return cls(**mapped)
+        except ConfigError as error:  # the same message, with where it was read
+            raise ConfigError(f"{where}.{error}") from None
 
 
 def _same(first: Any, second: Any) -> bool:
