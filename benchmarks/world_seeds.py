@@ -13,7 +13,9 @@ one continues from ``last/``).
         --videos 1000 --backbone efficientnet-lite0-motion-flow --size 160 --clip-seconds 0.5 \\
         --out runs/world-seeds --json world-seeds.json
 
-``--dry-run`` prints the commands without running them. Overrides after ``--`` go to every training run.
+``--dry-run`` prints the commands without running them. Overrides after ``--`` go to every training run. In the
+JSON, ``world_seconds`` is what this call spent rendering and extracting (less than a whole world's cost when it
+resumed one); ``train_seconds`` sums the run's epoch times.
 """
 
 from __future__ import annotations
