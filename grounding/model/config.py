@@ -201,8 +201,17 @@ class LossConfig:
         boundary_sigma: width in clips of the Gaussian start/end targets around the ground-truth clips
             (default 1.0).
         inside_weight: weight of the per-clip inside BCE when ``span.inside_score`` is on (default 0.5).
-        contrastive_weight: weight of the in-batch video/query InfoNCE term (default 0.0: off).
+        contrastive_weight: weight of the in-batch video/query embedding term (default 0.0: off).
         contrastive_temperature: its softmax temperature (default 0.07).
+        contrastive_alpha, contrastive_beta: HN-NCE's alpha in (0, 1] and beta >= 0 for both contrastive terms
+            (defaults 1 and 0: InfoNCE).
+        ranking_weight: weight of the pooled-span-score term over other videos of the batch (default 0.0: off).
+        ranking_negatives: other videos of the batch each query is scored on for it (default 3; each costs
+            one more matching + span-head pass per query).
+        ranking_temperature: divides the pooled log-scores in that term (default 1.0).
+        ranking_pooling: ``max`` or ``softmax``, how span scores become a video score (default ``max``); a
+            ranker built on the checkpoint uses it by default.
+        ranking_pooling_temperature: the softmax pooling's temperature in log-score units (default 1.0).
     """
 
     min_iou: float = 0.5
@@ -212,6 +221,13 @@ class LossConfig:
     inside_weight: float = 0.5
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.07
+    contrastive_alpha: float = 1.0
+    contrastive_beta: float = 0.0
+    ranking_weight: float = 0.0
+    ranking_negatives: int = 3
+    ranking_temperature: float = 1.0
+    ranking_pooling: str = "max"
+    ranking_pooling_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         check_number("loss.min_iou", self.min_iou, 0.0, 1.0)
@@ -223,6 +239,13 @@ class LossConfig:
         check_number("loss.inside_weight", self.inside_weight, 0.0, 100.0)
         check_number("loss.contrastive_weight", self.contrastive_weight, 0.0, 100.0)
         check_number("loss.contrastive_temperature", self.contrastive_temperature, 0.0, 10.0, low_open=True)
+        check_number("loss.contrastive_alpha", self.contrastive_alpha, 0.0, 1.0, low_open=True)
+        check_number("loss.contrastive_beta", self.contrastive_beta, 0.0, 100.0)
+        check_number("loss.ranking_weight", self.ranking_weight, 0.0, 100.0)
+        check_int("loss.ranking_negatives", self.ranking_negatives, 1, 1024)
+        check_number("loss.ranking_temperature", self.ranking_temperature, 0.0, 100.0, low_open=True)
+        check_choice("loss.ranking_pooling", self.ranking_pooling, ("max", "softmax"))
+        check_number("loss.ranking_pooling_temperature", self.ranking_pooling_temperature, 0.0, 100.0, low_open=True)
 
 
 _SECTIONS: dict[str, type] = {

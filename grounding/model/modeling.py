@@ -407,6 +407,32 @@ class GroundingModel(PretrainedModel):
         word_feats = word_feats.masked_fill(~word_mask[..., None], 0.0)
         return self.query_encoder(word_feats, word_mask, word_edge_index.long())
 
+    def embed_video(self, clip_states: Tensor, clip_mask: Tensor) -> Tensor:
+        """The coarse retrieval embedding of encoded videos: the mean of the real clip states, projected.
+
+        Args:
+            clip_states: (B, T, H) from :meth:`encode_clips`.
+            clip_mask: (B, T) bool, True = real clip.
+
+        Returns:
+            (B, H) float, unit-norm (stage 1 of :mod:`grounding.ranking` compares it with :meth:`embed_query`).
+        """
+        uniform = torch.zeros_like(clip_mask, dtype=clip_states.dtype)  # equal logits: a masked mean
+        return F.normalize(self.video_projection(masked_attention_pool(clip_states, clip_mask, uniform)), dim=-1)
+
+    def embed_query(self, word_states: Tensor, word_mask: Tensor) -> Tensor:
+        """The coarse retrieval embedding of encoded queries: an attention pool of the word states, projected.
+
+        Args:
+            word_states: (B, L, H) from :meth:`encode_query`.
+            word_mask: (B, L) bool, True = real word.
+
+        Returns:
+            (B, H) float, unit-norm.
+        """
+        pooled = masked_attention_pool(word_states, word_mask, self.query_pool(word_states).squeeze(-1))
+        return F.normalize(self.query_projection(pooled), dim=-1)
+
     def score_encoded(self, clip_states: Tensor, clip_mask: Tensor, word_states: Tensor, word_mask: Tensor) -> GroundingOutput:
         """Match encoded videos with encoded queries, pair by pair, and score every candidate span.
 
@@ -419,14 +445,8 @@ class GroundingModel(PretrainedModel):
         Returns:
             :class:`GroundingOutput` with the retrieval embeddings filled in.
         """
-        video_embedding = F.normalize(
-            self.video_projection(masked_attention_pool(clip_states, clip_mask, torch.zeros_like(clip_mask, dtype=clip_states.dtype))),
-            dim=-1,
-        )
-        query_embedding = F.normalize(
-            self.query_projection(masked_attention_pool(word_states, word_mask, self.query_pool(word_states).squeeze(-1))),
-            dim=-1,
-        )
+        video_embedding = self.embed_video(clip_states, clip_mask)
+        query_embedding = self.embed_query(word_states, word_mask)
         for layer in self.matching_layers_in_order():
             clip_states, word_states = layer(clip_states, clip_mask, word_states, word_mask)
         output = self.span_head(clip_states, clip_mask, word_states, word_mask)

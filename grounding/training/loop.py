@@ -19,7 +19,6 @@ as an uninterrupted one (on the same device; tested on CPU).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -41,6 +40,7 @@ from grounding.eval.predictions import Predictions
 from grounding.inference.pipeline import PIPELINE_KEY, PipelineInfo
 from grounding.inference.predict import autocast_for, predict_moments
 from grounding.model import GroundingModel, GroundingOutput, compute_loss
+from grounding.model.losses import RankingNegatives
 from grounding.training.checkpoint import (
     METRICS_FILE,
     load_training_state,
@@ -59,6 +59,7 @@ from grounding.training.config import (
     save_config,
 )
 from grounding.training.data import GroundingDataset, SkippedQuery, collate_samples
+from grounding.training.forward import TrainingForward, negative_pairs
 from grounding.training.distributed import (
     DistributedContext,
     all_reduce_mean,
@@ -103,23 +104,6 @@ class TrainResult:
 def _note(message: str, context: DistributedContext) -> None:
     if context.is_main:
         print(f"grounding train: {message}", file=sys.stderr)
-
-
-class _PlainForward(nn.Module):
-    """The model with its :class:`GroundingOutput` returned as a dict of its fields.
-
-    DistributedDataParallel finds the output's tensors (to know which parameters will get a gradient, and to
-    hook the end of backward) only inside tuples, lists and dicts; inside a dataclass it sees none and never
-    all-reduces the gradients, so each process would step on its own share of the batch.
-    """
-
-    def __init__(self, model: GroundingModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, *inputs: Any) -> dict[str, Any]:
-        output = self.model(*inputs)
-        return {item.name: getattr(output, item.name) for item in dataclasses.fields(output)}
 
 
 @dataclass
@@ -290,7 +274,7 @@ class Trainer:
         model = GroundingModel(config.model).to(device)
         if not self.resume:  # a resumed run takes the statistics from its checkpoint
             model.fit_input_statistics(*train_split.dataset.input_chunks())
-        wrapped: nn.Module = _PlainForward(model)
+        wrapped: nn.Module = TrainingForward(model)
         if context.is_distributed:
             # DDP broadcasts buffers from rank 0 and cannot send sparse ones; those are constants built from the
             # config (the same on every rank), so they are left out of the sync.
@@ -356,12 +340,20 @@ class Trainer:
                    disable=not (train_cfg.progress and context.is_main), leave=False)
         for batch in bar:
             batch = batch.to(device, non_blocking=True)
+            negative_index, valid, false_negatives = negative_pairs(batch, config.model.loss, train_split.relevant, device)
             with autocast_for(device, train_cfg.amp):
-                output = GroundingOutput(**run.wrapped(
-                    batch.clip_feats, batch.clip_mask, batch.word_feats, batch.word_mask, batch.word_edge_index
-                ))
+                fields = run.wrapped(
+                    batch.clip_feats, batch.clip_mask, batch.word_feats, batch.word_mask, batch.word_edge_index,
+                    negative_index,
+                )
+                output = GroundingOutput(**{k: v for k, v in fields.items() if not k.startswith("negative_")})
+                negatives = None
+                if negative_index is not None:  # a batch of one has no negative pair (empty fields)
+                    negative_fields = {k[9:]: v for k, v in fields.items() if k.startswith("negative_")}
+                    negatives = RankingNegatives(GroundingOutput(**negative_fields) if negative_fields else None, valid)
                 loss, parts = compute_loss(
-                    output, batch.target_windows, batch.durations, config.model.loss, batch.video_ids
+                    output, batch.target_windows, batch.durations, config.model.loss, batch.video_ids,
+                    negatives=negatives, false_negatives=false_negatives,
                 )
             if not torch.isfinite(loss):
                 raise GroundingError(

@@ -15,7 +15,7 @@ from typing import Any
 from grounding.eval.metrics import moment_metric_keys
 from grounding.files import write_text_atomic
 
-LOSS_PARTS = ("total", "span", "boundary", "inside", "contrastive")
+LOSS_PARTS = ("total", "span", "boundary", "inside", "contrastive", "ranking")
 
 
 def csv_columns(splits: list[str]) -> list[str]:

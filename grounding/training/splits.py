@@ -8,7 +8,7 @@ and what the checkpoint must remember about the inputs (:class:`~grounding.infer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
@@ -27,11 +27,13 @@ from grounding.video.settings import ExtractionSettings
 
 @dataclass
 class SplitData:
-    """One split: its dataset (queries with features) and every annotated query (the evaluation's denominator)."""
+    """One split: its dataset (queries with features), every annotated query (the evaluation's denominator) and,
+    when known, every video each query is true of (``qid -> video ids``, multi-positive truth)."""
 
     name: str
     dataset: GroundingDataset
     annotations: AnnotationSet
+    relevant: Mapping[int, frozenset[str]] | None = None
 
 
 def read_split(path: str, data: DataConfig, note: Callable[[str], None]) -> AnnotationSet:

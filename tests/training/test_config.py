@@ -283,7 +283,12 @@ def test_old_keys_in_files_bases_and_dicts(tmp_path: Path) -> None:
 
 
 # ExperimentConfig.to_dict() of every shipped config, dumped before data.extraction existed (commit 87265c7). The
-# configs now say data.extraction.backbone; apart from that move, nothing may change.
+# configs now say data.extraction.backbone; apart from that move and the loss keys added since (with their
+# defaults: the ranking terms), nothing may change.
+LOSS_KEYS_ADDED = {
+    "contrastive_alpha": 1.0, "contrastive_beta": 0.0, "ranking_weight": 0.0, "ranking_negatives": 3,
+    "ranking_temperature": 1.0, "ranking_pooling": "max", "ranking_pooling_temperature": 1.0,
+}
 SHIPPED_BEFORE = json.loads((FIXTURES / "shipped_configs_flat_extraction.json").read_text(encoding="utf-8"))
 
 
@@ -291,5 +296,6 @@ SHIPPED_BEFORE = json.loads((FIXTURES / "shipped_configs_flat_extraction.json").
 def test_shipped_configs_resolve_as_before(name: str) -> None:
     expected = SHIPPED_BEFORE[name]
     expected["data"]["extraction"] = {key: expected["data"].pop(key) for key in EXTRACTION_KEYS}
+    expected["model"]["loss"].update(LOSS_KEYS_ADDED)
     assert load_config(CONFIGS / f"{name}.yaml").to_dict() == expected
     assert "backbone" not in yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()).get("data", {})

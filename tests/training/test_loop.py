@@ -69,7 +69,7 @@ def test_run_writes_config_logs_metrics_and_checkpoints(finished_run) -> None:
     assert [int(row["step"]) for row in rows] == [steps_per_epoch, 2 * steps_per_epoch]
     for epoch in (1, 2):
         record = json.loads((run / "metrics" / f"epoch_{epoch:03d}.json").read_text())
-        assert record["epoch"] == epoch and set(record["loss"]) == {"total", "span", "boundary", "inside", "contrastive"}
+        assert record["epoch"] == epoch and set(record["loss"]) == {"total", "span", "boundary", "inside", "contrastive", "ranking"}
         assert record["metrics"]["val"]["num_queries"] == 3 and record["metrics"]["test"]["num_queries"] == 4
         assert float(rows[epoch - 1]["test/R1@0.5"]) == record["metrics"]["test"]["R1@0.5"]
     assert result.metrics == record["metrics"]
@@ -216,3 +216,32 @@ def test_lr_schedules_by_hand() -> None:
     assert [step(s) for s in (0, 139, 140, 279, 280)] == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01])
     constant = lr_multiplier(TrainConfig(epochs=3, warmup_epochs=0.5, schedule="constant"), 4)
     assert [constant(s) for s in (0, 1, 2, 11)] == pytest.approx([0.01, 0.505, 1.0, 1.0])
+
+
+def test_the_ranking_terms_train_and_are_logged(world: Path, tmp_path: Path) -> None:
+    tree = tiny_config_tree(world, tmp_path / "ranking", epochs=1)
+    tree["model"] = {**tree["model"], "loss": {"ranking_weight": 0.5, "ranking_negatives": 2, "contrastive_weight": 0.2,
+                                               "contrastive_beta": 0.5}}
+    result = train(ExperimentConfig.from_dict(tree))
+    record = json.loads((result.run_dir / "metrics" / "epoch_001.json").read_text())
+    assert record["loss"]["ranking"] > 0 and record["loss"]["contrastive"] > 0
+    assert math.isfinite(record["loss"]["total"])
+
+
+def test_the_training_forward_gives_the_model_s_numbers_and_the_negative_pairs() -> None:
+    from grounding.training.forward import TrainingForward
+    from tests.model import make_batch
+    from tests.model import tiny_config as tiny_model_config
+
+    torch.manual_seed(0)
+    model = GroundingModel(tiny_model_config()).eval()
+    inputs = make_batch([8, 6, 7], [5, 3, 4])
+    with torch.no_grad():
+        expected = model(*inputs)
+        fields = TrainingForward(model)(*inputs, torch.tensor([[1], [2], [0]]))
+        clip_states = model.encode_clips(inputs[0], inputs[1])
+        word_states = model.encode_query(inputs[2], inputs[3], inputs[4])
+        query1_on_video2 = model.score_encoded(clip_states[[2]], inputs[1][[2]], word_states[[1]], inputs[3][[1]])
+    assert torch.equal(fields["span_scores"], expected.span_scores)
+    assert fields["negative_span_scores"].shape == expected.span_scores.shape
+    assert torch.allclose(fields["negative_span_scores"][1], query1_on_video2.span_scores[0], atol=1e-6)
