@@ -261,3 +261,16 @@ def test_a_missing_optional_package_names_the_extra() -> None:
     load = lazy_import("no_such_engine_package", "imaginary", "ranking")
     with pytest.raises(MissingDependencyError, match=r"pip install \"grounding\[ranking\]\""):
         load()
+
+
+@needs_milvus
+def test_milvus_lite_busy_in_another_process_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pymilvus
+
+    def refuse(*args: Any, **kwargs: Any) -> None:  # what pymilvus raises while another process holds the folder
+        raise pymilvus.exceptions.ConnectionConfigException(message="Open local milvus failed")
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", refuse)
+    with pytest.raises(InputError, match=r"cannot open the Milvus Lite database .*milvus\.db \(Open local milvus "
+                                         r"failed\); Milvus Lite serves one process at a time"):
+        open_engine("milvus", tmp_path, DIM, unit_rows(3, 0))

@@ -152,10 +152,14 @@ class MilvusEngine(VectorEngine):
                 _local_users[self._local] = _local_users.get(self._local, 0) + 1
             try:
                 return self.pymilvus.MilvusClient(self._local)
-            except Exception:
+            except self.pymilvus.exceptions.MilvusException as error:
                 with _local_lock:
                     _local_users[self._local] -= 1
-                raise
+                raise InputError(
+                    f"engine 'milvus': cannot open the Milvus Lite database {self._local} ({error.message}); "
+                    "Milvus Lite serves one process at a time: close the other one, or run a Milvus server and "
+                    "pass uri=..."
+                ) from None
         return self.pymilvus.MilvusClient(uri=uri, token=token or "")
 
     def _index_params(self) -> Any:
