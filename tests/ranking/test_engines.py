@@ -274,3 +274,14 @@ def test_milvus_lite_busy_in_another_process_is_an_input_error(tmp_path: Path, m
     with pytest.raises(InputError, match=r"cannot open the Milvus Lite database .*milvus\.db \(Open local milvus "
                                          r"failed\); Milvus Lite serves one process at a time"):
         open_engine("milvus", tmp_path, DIM, unit_rows(3, 0))
+
+
+@needs_faiss
+def test_sync_without_flush_leaves_the_file_to_the_callers_flush(corpus: np.memmap, tmp_path: Path,
+                                                                 opened: list[VectorEngine]) -> None:
+    engine = open_engine("faiss", tmp_path, DIM, corpus)
+    opened.append(engine)
+    sync_engine(engine, corpus, 100, flush=False)
+    assert engine.count == 100 and not (tmp_path / "faiss.index").exists()
+    engine.flush()
+    assert (tmp_path / "faiss.index").exists()

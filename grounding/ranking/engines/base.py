@@ -205,8 +205,9 @@ def order_hits(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray
     return scores, rows
 
 
-def sync_engine(engine: VectorEngine, vectors: np.ndarray, count: int, *, batch_rows: int = SYNC_BATCH_ROWS) -> None:
-    """Make ``engine`` hold exactly rows ``0..count-1`` of ``vectors``, then flush it.
+def sync_engine(engine: VectorEngine, vectors: np.ndarray, count: int, *, batch_rows: int = SYNC_BATCH_ROWS,
+                flush: bool = True) -> None:
+    """Make ``engine`` hold exactly rows ``0..count-1`` of ``vectors``, then (``flush``) make that durable.
 
     An interrupted add can leave the engine with fewer rows than the index committed (the missing ones are
     added) or more (the extra ones are dropped with :meth:`VectorEngine.truncate` where the engine can, else the
@@ -217,6 +218,9 @@ def sync_engine(engine: VectorEngine, vectors: np.ndarray, count: int, *, batch_
         engine: an open engine.
         vectors: the index's (N, H) float32 array, N >= count; becomes the engine's source array.
         count: the rows the index has committed.
+        batch_rows: rows per :meth:`VectorEngine.add` call.
+        flush: call :meth:`VectorEngine.flush` at the end (default). The faiss engine rewrites its whole file on a
+            flush (about 1 s per GB), so a caller appending many small batches may pass False and flush once.
     """
     engine.attach(vectors)
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= len(vectors):
@@ -235,7 +239,8 @@ def sync_engine(engine: VectorEngine, vectors: np.ndarray, count: int, *, batch_
     for start in range(engine.count, int(count), batch_rows):
         stop = min(start + batch_rows, int(count))
         engine.add(vectors[start:stop], start)
-    engine.flush()
+    if flush:
+        engine.flush()
 
 
 # -- the registry -------------------------------------------------------------------------------------------------
