@@ -13,6 +13,7 @@ The sub-packages follow the data's path, imports pointing one way (each imports 
 - ``text``: word features (MiniLM-L6, local Hugging Face encoders, GloVe), the language graph, sentence banks
 - ``model``: the grounding model (VLG-Net-style graphs, cross-modal matching, span scoring), losses, save/load
 - ``inference``: ``Grounder`` (checkpoint + encoders: files to spans) and batch prediction over annotations
+- ``ranking``: the corpus index and ``Ranker`` (a vector engine retrieves, the span scorer reranks)
 - ``training``: YAML configs, datasets, the resumable trainer, checkpoints, DDP
 - ``eval``: temporal IoU, NMS, the field's metrics, blind baselines (numpy only; used by inference and training)
 - ``cli``: the ``grounding`` command, one module per sub-command

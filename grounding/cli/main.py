@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "ground",
     "predict",
+    "index",
+    "rank",
     "baseline",
     "evaluate",
     "env",

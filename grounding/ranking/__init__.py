@@ -1,1 +1,18 @@
-"""Rank a corpus of videos for a sentence: stage 1 retrieves by embedding, stage 2 reranks with the full model."""
+"""Rank a corpus of videos for a sentence: which videos show it, and where.
+
+- ``index.py``: the corpus index on disk (per-video clip states and coarse embeddings, appended and committed)
+- ``build.py``: fill an index from a feature file or video files with a checkpoint's model
+- ``scoring.py``: (query, stored video) pairs through the span scorer; the dual-softmax rescoring
+- ``ranker.py``: :class:`Ranker`, stage 1 (a vector engine) then stage 2 (the span scorer on the top M)
+- ``engines/``: stage 1's vector engines (exact, FAISS, Milvus)
+
+    ranker = Ranker.from_index("indexes/world")
+    ranker.rank("the red circle spins", top_videos=5)     # [RankedVideo(video_id, score, spans, ...), ...]
+
+Measured accuracy and speed: docs/ranking.md.
+"""
+
+from grounding.ranking.index import VideoIndex
+from grounding.ranking.ranker import RankedVideo, Ranker, RankingSettings
+
+__all__ = ["RankedVideo", "Ranker", "RankingSettings", "VideoIndex"]
