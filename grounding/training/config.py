@@ -91,6 +91,9 @@ class DataConfig:
         extra_eval: more splits to evaluate every time, ``{name: annotation file}`` (e.g. the rendered world's
             ``test_novel``), logged like val and test. In a file or override, ``{}`` clears the mapping and
             ``name: null`` removes one split.
+        train_relevant: a relevance file for ``train`` (every video each training query is true of: the
+            rendered world's ``relevant_train.jsonl``, see docs/synth.md), or null. The contrastive terms then
+            never treat a video a query is true of as its negative.
         val_fraction: when ``val`` is null, hold out this fraction of the training *videos* (chosen by
             ``train.seed``) as the ``val`` split (0 = none).
         format: annotation format for every file (see :data:`grounding.data.annotations.ANNOTATION_FORMATS`);
@@ -116,6 +119,7 @@ class DataConfig:
     val: str | None = None
     test: str | None = "test.txt"
     extra_eval: dict[str, str] = field(default_factory=lambda: {"test_novel": "test_novel.txt"})
+    train_relevant: str | None = None
     val_fraction: float = 0.1
     format: str | None = "charades-sta"
     durations: list[str] = field(default_factory=lambda: ["durations.csv"])
@@ -137,7 +141,7 @@ class DataConfig:
             value = getattr(self, key)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"data.{key} must be a non-empty string, got {value!r}")
-        for key in ("val", "test"):
+        for key in ("val", "test", "train_relevant"):
             check_optional_str(f"data.{key}", getattr(self, key))
         if not isinstance(self.extra_eval, Mapping):
             raise ConfigError(

@@ -60,6 +60,12 @@ def build_splits(
     """
     data = config.data
     train_set = read_split(data.resolve(data.train), data, note)
+    relevant = None
+    if data.train_relevant:
+        from grounding.eval.relevance import read_relevance
+
+        truth = read_relevance(data.resolve(data.train_relevant), train_set)
+        relevant = {qid: frozenset(videos) for qid, videos in truth.videos.items()}
     eval_sets = {name: read_split(path, data, note) for name, path in data.eval_splits().items()}
     if data.val_fraction > 0:
         train_records, val_records = split_by_videos(train_set.records, data.val_fraction, config.train.seed)
@@ -87,7 +93,7 @@ def build_splits(
             skip_missing_videos=data.skip_missing_videos, cache_features=data.cache_features, progress=progress,
             crop=crop, seed=config.train.seed,
         )
-        return SplitData(name, built, annotations)
+        return SplitData(name, built, annotations, relevant if name == "train" else None)
 
     return dataset("train", train_set), {name: dataset(name, s) for name, s in eval_sets.items()}
 

@@ -283,8 +283,8 @@ def test_old_keys_in_files_bases_and_dicts(tmp_path: Path) -> None:
 
 
 # ExperimentConfig.to_dict() of every shipped config, dumped before data.extraction existed (commit 87265c7). The
-# configs now say data.extraction.backbone; apart from that move and the loss keys added since (with their
-# defaults: the ranking terms), nothing may change.
+# configs now say data.extraction.backbone; apart from that move and the keys added since (with their defaults:
+# the ranking terms, data.train_relevant), nothing may change.
 LOSS_KEYS_ADDED = {
     "contrastive_alpha": 1.0, "contrastive_beta": 0.0, "ranking_weight": 0.0, "ranking_negatives": 3,
     "ranking_temperature": 1.0, "ranking_pooling": "max", "ranking_pooling_temperature": 1.0,
@@ -297,5 +297,6 @@ def test_shipped_configs_resolve_as_before(name: str) -> None:
     expected = SHIPPED_BEFORE[name]
     expected["data"]["extraction"] = {key: expected["data"].pop(key) for key in EXTRACTION_KEYS}
     expected["model"]["loss"].update(LOSS_KEYS_ADDED)
+    expected["data"].setdefault("train_relevant", None)
     assert load_config(CONFIGS / f"{name}.yaml").to_dict() == expected
     assert "backbone" not in yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()).get("data", {})

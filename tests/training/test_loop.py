@@ -245,3 +245,37 @@ def test_the_training_forward_gives_the_model_s_numbers_and_the_negative_pairs()
     assert torch.equal(fields["span_scores"], expected.span_scores)
     assert fields["negative_span_scores"].shape == expected.span_scores.shape
     assert torch.allclose(fields["negative_span_scores"][1], query1_on_video2.span_scores[0], atol=1e-6)
+
+
+def test_known_true_matches_are_never_negatives(world: Path, tmp_path: Path) -> None:
+    from grounding.eval.relevance import relevance_line
+    from grounding.model import LossConfig
+    from grounding.training.data import GroundingBatch
+    from grounding.training.forward import negative_pairs
+
+    batch = GroundingBatch.__new__(GroundingBatch)
+    batch.qids, batch.video_ids = [0, 1, 2, 3], ["a", "b", "a", "c"]
+    batch.clip_feats = torch.zeros(4, 1, 1)
+    relevant = {0: frozenset({"a", "c"}), 1: frozenset({"b"}), 2: frozenset({"a"}), 3: frozenset({"c"})}
+    index, valid, known = negative_pairs(batch, LossConfig(ranking_weight=1.0, ranking_negatives=3), relevant,
+                                         torch.device("cpu"))
+    assert index.tolist() == [[1, 2, 3], [2, 3, 0], [3, 0, 1], [0, 1, 2]]
+    # query 0 (video a, also true of c): b is its only negative; query 2 (video a): b and c
+    assert valid.tolist() == [[True, False, False], [True, True, True], [True, False, True], [True, True, True]]
+    assert known[0].tolist() == [True, False, True, True]
+    none = negative_pairs(batch, LossConfig(), relevant, torch.device("cpu"))
+    assert none == (None, None, None)
+
+    # the same truth given as data.train_relevant trains
+    rows = [json.loads(line) for line in (world / "train.jsonl").read_text().splitlines()]
+    by_sentence: dict[str, dict[str, list]] = {}
+    for row in rows:
+        by_sentence.setdefault(row["query"], {})[row["vid"]] = row["relevant_windows"]
+    (tmp_path / "relevant_train.jsonl").write_text("".join(
+        relevance_line(row["qid"], row["vid"], row["query"], by_sentence[row["query"]]) + "\n" for row in rows))
+    tree = tiny_config_tree(world, tmp_path / "run", epochs=1)
+    tree["data"]["train_relevant"] = str(tmp_path / "relevant_train.jsonl")
+    tree["model"] = {**tree["model"], "loss": {"ranking_weight": 0.5, "ranking_negatives": 3, "contrastive_weight": 0.2}}
+    result = train(ExperimentConfig.from_dict(tree))
+    record = json.loads((result.run_dir / "metrics" / "epoch_001.json").read_text())
+    assert math.isfinite(record["loss"]["total"])
