@@ -9,6 +9,9 @@ Three lines::
     annotations = read_annotations("test.jsonl")          # grounding.data.annotations
     predictions = read_predictions("preds.jsonl")
     scores = evaluate(annotations, predictions, nms_threshold=0.5)   # {"R1@0.5": 47.3, ...}
+
+With ``relevant=read_relevance(path, annotations)`` video retrieval and VCMR count every video where a query is
+true (multi-positive truth, :mod:`grounding.eval.relevance`).
 """
 
 from grounding.eval.iou import temporal_iou
@@ -27,10 +30,12 @@ from grounding.eval.predictions import (
     write_moment_predictions,
     write_predictions,
 )
+from grounding.eval.relevance import Relevance, read_relevance
 
 __all__ = [
     "CorpusMoments",
     "Predictions",
+    "Relevance",
     "average_precision",
     "batched_nms",
     "corpus_moment_metrics",
@@ -38,6 +43,7 @@ __all__ = [
     "moment_retrieval_metrics",
     "nms",
     "read_predictions",
+    "read_relevance",
     "temporal_iou",
     "video_retrieval_metrics",
     "write_moment_predictions",

@@ -32,6 +32,11 @@ Conventions (each has a named test in ``tests/eval/test_metrics.py``; docs/metri
   videos in the annotation set. ``median_rank``/``mean_rank`` are ranks, not percentages.
 - **VCMR**: a hit at (n, m) if among the query's top n corpus windows (score order, stable) one lies in the
   query's video and has IoU >= m with one of its ground-truth windows.
+- **Multi-positive truth** (``relevant=``, a :class:`~grounding.eval.relevance.Relevance`): a query is true of
+  several videos. Its rank is the position of the first of them in its ranking (``len(ranking) + 1`` when none
+  is there), and a VCMR window hits when its video is one of them and its IoU with one of *that* video's
+  windows is >= m. Without it, the query's own video and annotated windows are the only truth. Moment
+  retrieval never uses it.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from grounding.eval.predictions import CorpusMoments, Predictions
 
 if TYPE_CHECKING:
     from grounding.data.records import AnnotationSet, QueryRecord
+    from grounding.eval.relevance import Relevance
 
 RECALL_AT: tuple[int, ...] = (1, 5)
 RECALL_IOUS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
@@ -210,38 +216,61 @@ def moment_retrieval_metrics(
     return result
 
 
-def video_ranks(records: Sequence[QueryRecord], rankings: Mapping[int, Sequence[str]], num_videos: int) -> np.ndarray:
-    """(Q,) int64 rank of each record's video in its ranking (1 = first).
+def _truth(records: Sequence[QueryRecord], relevant: Relevance | None) -> list[dict[str, np.ndarray]]:
+    """Per record, {video id: (G, 2) windows} of the videos where it is true: its own video and windows
+    unless ``relevant`` says more."""
+    if relevant is None:
+        return [{record.video_id: np.asarray(record.windows, dtype=np.float64).reshape(-1, 2)} for record in records]
+    return [relevant.truth(record.qid) for record in records]
 
-    A video absent from the ranking gets ``len(ranking) + 1``; a record without a ranking gets ``num_videos + 1``.
+
+def video_ranks(
+    records: Sequence[QueryRecord],
+    rankings: Mapping[int, Sequence[str]],
+    num_videos: int,
+    relevant: Relevance | None = None,
+) -> np.ndarray:
+    """(Q,) int64 rank of each record's first true video in its ranking (1 = first).
+
+    The true videos are the record's own, or every video ``relevant`` lists for it. None of them in the
+    ranking gives ``len(ranking) + 1``; a record without a ranking gets ``num_videos + 1``.
     """
+    truth = _truth(records, relevant)
     ranks = np.empty(len(records), dtype=np.int64)
     for row, record in enumerate(records):
         ranking = rankings.get(record.qid)
         if ranking is None:
             ranks[row] = num_videos + 1
             continue
-        try:
-            ranks[row] = list(ranking).index(record.video_id) + 1
-        except ValueError:
-            ranks[row] = len(ranking) + 1
+        listed = ranking if isinstance(ranking, list) else list(ranking)
+        rank = len(listed) + 1
+        for vid in truth[row]:  # list.index scans in C: a few true videos cost less than one Python loop
+            try:
+                rank = min(rank, listed.index(vid) + 1)
+            except ValueError:
+                continue
+        ranks[row] = rank
     return ranks
 
 
 def video_retrieval_metrics(
-    records: Sequence[QueryRecord], rankings: Mapping[int, Sequence[str]], num_videos: int | None = None
+    records: Sequence[QueryRecord],
+    rankings: Mapping[int, Sequence[str]],
+    num_videos: int | None = None,
+    relevant: Relevance | None = None,
 ) -> dict[str, float]:
-    """VR@{1,5,10,100} (percent), median and mean rank of each query's video.
+    """VR@{1,5,10,100} (percent), median and mean rank of each query's first true video.
 
     Args:
         records: the annotated queries (the denominator).
         rankings: qid -> video ids, best first.
         num_videos: size of the corpus, for queries without a ranking (rank = num_videos + 1); default the
             number of distinct video ids in ``records``.
+        relevant: every video where each query is true (multi-positive truth); None = the query's own video.
     """
     if num_videos is None:
         num_videos = len({record.video_id for record in records})
-    ranks = video_ranks(records, rankings, num_videos)
+    ranks = video_ranks(records, rankings, num_videos, relevant)
     result: dict[str, float] = {}
     for top_n in VIDEO_RECALL_AT:
         result[f"VR@{top_n}"] = 100.0 * float((ranks <= top_n).mean()) if len(ranks) else 0.0
@@ -251,39 +280,65 @@ def video_retrieval_metrics(
 
 
 def corpus_moment_metrics(
-    records: Sequence[QueryRecord], corpus_moments: Mapping[int, CorpusMoments], nms_threshold: float | None = None
+    records: Sequence[QueryRecord],
+    corpus_moments: Mapping[int, CorpusMoments],
+    nms_threshold: float | None = None,
+    relevant: Relevance | None = None,
 ) -> dict[str, float]:
-    """VCMR R@{1,5,10,100} at IoU {0.5,0.7} (percent): a hit is a top-n window in the right video with IoU >= m.
+    """VCMR R@{1,5,10,100} at IoU {0.5,0.7} (percent): a hit is a top-n window in a true video with IoU >= m
+    with one of that video's windows.
 
     Args:
         records: the annotated queries (the denominator).
         corpus_moments: qid -> :class:`CorpusMoments` (video id + ``[start, end, score]`` per window).
         nms_threshold: NMS within each video before ranking; None = no NMS.
+        relevant: every video where each query is true, with its windows; None = the query's own video and
+            its annotated windows.
     """
-    video_code = {vid: code for code, vid in enumerate(dict.fromkeys(record.video_id for record in records))}
+    truth = _truth(records, relevant)
+    predicted = [corpus_moments.get(record.qid) for record in records]
+    names = sorted({vid for corpus in predicted if corpus is not None for vid in corpus.video_ids})
+    code_of = {vid: code for code, vid in enumerate(names)}  # every predicted video, so NMS groups are exact
     rows: list[np.ndarray | None] = []
-    for record in records:
-        corpus = corpus_moments.get(record.qid)
+    for corpus in predicted:
         if corpus is None:
             rows.append(None)
             continue
-        codes = np.array([video_code.get(vid, -1) for vid in corpus.video_ids], dtype=np.float64)
+        codes = np.fromiter((code_of[vid] for vid in corpus.video_ids), dtype=np.float64, count=len(corpus))
         rows.append(np.concatenate([corpus.windows, codes[:, None]], axis=1))  # (K, 4): start, end, score, video
     padded, pred_valid = pad_rows(rows, 4)
     pred_windows, pred_scores = padded[..., :2], padded[..., 2]
-    video_codes = padded[..., 3].astype(np.int64)  # (Q, K), -1 = a video outside the annotation set
+    video_codes = padded[..., 3].astype(np.int64)  # (Q, K)
     ranked = batched_nms(
         pred_windows, pred_scores, pred_valid, nms_threshold, max_keep=max(CORPUS_RECALL_AT), groups=video_codes
     )  # (Q, k), best first; NMS only within a video
     ranked_windows, ranked_valid = gather_windows(pred_windows, ranked)
-    ranked_codes = np.take_along_axis(video_codes, np.maximum(ranked, 0), axis=1)
-    gt_windows, gt_valid = _gt_arrays(records)
-    gt_codes = np.array([video_code[record.video_id] for record in records], dtype=np.int64)
-    best_iou = window_gt_iou(ranked_windows, gt_windows, gt_valid).max(axis=-1)
-    right_video = ranked_valid & (ranked_codes == gt_codes[:, None])
-    best_iou = np.where(right_video, best_iou, 0.0)
+    ranked_codes = np.take_along_axis(video_codes, np.maximum(ranked, 0), axis=1)  # (Q, k)
+
+    # (query row, video) pairs where the query is true and the video was predicted: their windows, and a sorted
+    # key row * len(names) + code to find the pair of each ranked window
+    pair_keys: list[int] = []
+    true_windows: list[np.ndarray] = []
+    for row, videos in enumerate(truth):
+        for vid, windows in videos.items():
+            if vid in code_of:
+                pair_keys.append(row * len(names) + code_of[vid])
+                true_windows.append(windows)
+    if not true_windows:
+        best_iou = np.zeros(ranked_codes.shape)
+        in_true_video = np.zeros(ranked_codes.shape, dtype=bool)
+    else:
+        keys = np.asarray(pair_keys, dtype=np.int64)
+        order = np.argsort(keys, kind="stable")
+        window_keys = np.arange(len(records))[:, None] * len(names) + ranked_codes  # (Q, k)
+        slot = np.minimum(np.searchsorted(keys[order], window_keys), len(keys) - 1)
+        in_true_video = ranked_valid & (keys[order][slot] == window_keys)
+        pair = order[slot]  # (Q, k) index into true_windows (meaningful where in_true_video)
+        gt_windows, gt_valid = pad_rows(true_windows, 2)  # (P, G, 2), (P, G)
+        ious = pairwise_temporal_iou(ranked_windows[..., None, :], gt_windows[pair])  # (Q, k, G)
+        best_iou = np.where(in_true_video, np.where(gt_valid[pair], ious, 0.0).max(axis=-1), 0.0)
     return {
-        f"VCMR_R{top_n}@{iou_threshold:g}": recall_at(best_iou, right_video, top_n, iou_threshold)
+        f"VCMR_R{top_n}@{iou_threshold:g}": recall_at(best_iou, in_true_video, top_n, iou_threshold)
         for top_n in CORPUS_RECALL_AT
         for iou_threshold in CORPUS_IOUS
     }
@@ -299,7 +354,10 @@ def _records_and_source(annotations: AnnotationSet | Sequence[QueryRecord]) -> t
 
 
 def evaluate(
-    annotations: AnnotationSet | Sequence[QueryRecord], predictions: Predictions, nms_threshold: float | None = None
+    annotations: AnnotationSet | Sequence[QueryRecord],
+    predictions: Predictions,
+    nms_threshold: float | None = None,
+    relevant: Relevance | None = None,
 ) -> dict[str, Any]:
     """Score a prediction set against annotations; every figure in percent except ranks and counts.
 
@@ -308,6 +366,9 @@ def evaluate(
             record is a query in every denominator.
         predictions: from :func:`grounding.eval.predictions.read_predictions` (or built in memory).
         nms_threshold: NMS before the moment and VCMR metrics; None = no NMS.
+        relevant: multi-positive truth for video retrieval and VCMR, e.g. from
+            :func:`grounding.eval.relevance.read_relevance`; it must cover every annotated query. None = the
+            query's own video and windows only. The moment metrics never use it.
 
     Returns:
         ``R1@{0.1,0.3,0.5,0.7}``, ``R5@...``, ``mIoU``, ``mAP``, ``mAP@0.5``, ``mAP@0.75``, ``num_queries``;
@@ -315,7 +376,8 @@ def evaluate(
         plus ``VCMR_R{1,5,10,100}@{0.5,0.7}`` when they hold corpus windows.
 
     Raises:
-        InputError: no annotated queries, a qid annotated twice, or a predicted qid not in the annotations.
+        InputError: no annotated queries, a qid annotated twice, a predicted qid not in the annotations, or a
+            ``relevant`` that does not fit the annotations.
     """
     if nms_threshold is not None:
         nms_threshold = check_nms_threshold(nms_threshold)
@@ -339,10 +401,12 @@ def evaluate(
             f"{predictions.where(unknown[0])}: qid {unknown[0]} is not in {source}{others}; predictions and "
             f"annotations must come from the same split.{hint}"
         )
+    if relevant is not None:
+        relevant.check(records, source, num_dropped)
     result: dict[str, Any] = dict(moment_retrieval_metrics(records, predictions.moments, nms_threshold))
     result["num_queries"] = len(records)
     if predictions.rankings:
-        result.update(video_retrieval_metrics(records, predictions.rankings))
+        result.update(video_retrieval_metrics(records, predictions.rankings, relevant=relevant))
     if predictions.corpus_moments:
-        result.update(corpus_moment_metrics(records, predictions.corpus_moments, nms_threshold))
+        result.update(corpus_moment_metrics(records, predictions.corpus_moments, nms_threshold, relevant))
     return result

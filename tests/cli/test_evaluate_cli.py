@@ -88,3 +88,46 @@ def test_help_ends_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
         main(["evaluate", "--help"])
     assert exit_info.value.code == 0
     assert "example:\n  grounding evaluate --annotations" in capsys.readouterr().out
+
+
+def test_relevant_counts_any_true_video_and_says_so(
+    annotations: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    relevant = write_jsonl(tmp_path / "test.relevant.jsonl", [
+        {"qid": 0, "vid": "vidA", "query": "a person opens a door",
+         "relevant": [{"vid": "vidA", "windows": [[0, 10]]}, {"vid": "vidC", "windows": [[5, 15]]}]},
+        {"qid": 1, "vid": "vidB", "query": "a person sits down", "relevant": [{"vid": "vidB", "windows": [[10, 20], [24, 28]]}]},
+    ])  # fmt: skip
+    predictions = write_jsonl(tmp_path / "preds.jsonl", [
+        # q0: vidC is true of it too -> rank 1 with --relevant (rank 2 without); its window [5, 14] has IoU 0.9
+        {"qid": 0, "video_ranking": ["vidC", "vidA"], "pred_corpus_windows": [["vidC", 5, 14, 0.9]]},
+        {"qid": 1, "video_ranking": ["vidA", "vidB"]},  # rank 2 either way
+    ])  # fmt: skip
+    out = tmp_path / "multi.json"
+    argv = ["evaluate", "--annotations", annotations, "--predictions", predictions, "--json"]
+    assert main([*argv, str(tmp_path / "single.json")]) == 0
+    assert "multi-positive" not in capsys.readouterr().out
+    assert main([*argv, str(out), "--relevant", relevant]) == 0
+    stdout = capsys.readouterr().out
+    assert f"relevant: {relevant}: multi-positive truth" in stdout
+    assert f"video retrieval (%, any relevant video of {relevant})" in stdout
+    single, multi = json.loads((tmp_path / "single.json").read_text()), json.loads(out.read_text())
+    assert single["VR@1"] == 0.0 and multi["VR@1"] == pytest.approx(50.0)
+    assert single["VCMR_R1@0.7"] == 0.0 and multi["VCMR_R1@0.7"] == pytest.approx(50.0)
+    assert multi["R1@0.5"] == single["R1@0.5"] and [k for k in multi if k != "run"] == [k for k in single if k != "run"]
+    assert multi["run"]["relevant"] == relevant and "relevant" not in single["run"]
+
+
+def test_relevant_file_of_another_split_exits_2_with_one_line(
+    annotations: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    relevant = write_jsonl(tmp_path / "other.relevant.jsonl", [
+        {"qid": 0, "vid": "vidA", "query": "a person opens a door", "relevant": [{"vid": "vidA", "windows": [[0, 10]]}]},
+        {"qid": 1, "vid": "vidB", "query": "a person stands up", "relevant": [{"vid": "vidB", "windows": [[10, 20]]}]},
+    ])  # fmt: skip
+    predictions = write_jsonl(tmp_path / "preds.jsonl", [{"qid": 0, "video_ranking": ["vidA"]}])
+    argv = ["evaluate", "--annotations", annotations, "--predictions", predictions, "--relevant", relevant]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "other.relevant.jsonl:2: qid 1 says 'a person stands up'" in err and "test.jsonl" in err

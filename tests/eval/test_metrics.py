@@ -9,6 +9,7 @@ from grounding.data.records import AnnotationSet, QueryRecord
 from grounding.errors import InputError
 from grounding.eval.metrics import MAP_IOUS, evaluate, moment_retrieval_metrics
 from grounding.eval.predictions import CorpusMoments, Predictions
+from grounding.eval.relevance import Relevance
 
 MOMENT_KEYS = [
     "R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "R5@0.1", "R5@0.3", "R5@0.5", "R5@0.7",
@@ -235,6 +236,124 @@ def test_corpus_window_in_an_unknown_video_takes_a_rank() -> None:
     corpus = CorpusMoments(("elsewhere", "a"), np.array([[0, 10, 0.9], [0, 10, 0.8]]))
     result = evaluate(gt, Predictions(corpus_moments={0: corpus}))
     assert result["VCMR_R1@0.5"] == 0.0 and result["VCMR_R5@0.5"] == 100.0
+
+
+def test_corpus_nms_never_merges_two_videos_outside_the_annotation_set() -> None:
+    # five copies of one window, each in its own unannotated video, then the hit: NMS at 0.5 keeps all five
+    # (they are five videos), so the hit is 6th: a miss at R@5, a hit at R@10
+    gt = [record(0, [(0, 10)], "a")]
+    corpus = CorpusMoments(("x1", "x2", "x3", "x4", "x5", "a"), np.array([[0, 10, 0.9 - 0.1 * i] for i in range(6)]))
+    result = evaluate(gt, Predictions(corpus_moments={0: corpus}), nms_threshold=0.5)
+    assert result["VCMR_R5@0.5"] == 0.0 and result["VCMR_R10@0.5"] == 100.0
+
+
+# --- multi-positive truth (relevant=): any video where the query is true counts for VR and VCMR ---------------
+
+
+def relevance(**videos_by_qid: dict[str, list[tuple[float, float]]]) -> Relevance:
+    """Relevance(videos={qid: {vid: windows}}) from keyword arguments q0=..., q1=..."""
+    return Relevance(videos={
+        int(key[1:]): {vid: np.array(windows, dtype=np.float64).reshape(-1, 2) for vid, windows in videos.items()}
+        for key, videos in videos_by_qid.items()
+    })  # fmt: skip
+
+
+def test_video_retrieval_rank_is_the_first_relevant_video() -> None:
+    gt = [record(0, [(0, 1)], "a"), record(1, [(0, 1)], "c"), record(2, [(0, 1)], "a")]
+    truth = relevance(q0={"a": [(0, 1)], "b": [(5, 6)]}, q1={"c": [(0, 1)]}, q2={"a": [(0, 1)], "d": [(0, 1)]})
+    rankings = {
+        0: ["b", "a", "c"],  # b is relevant though not annotated: rank 1 (rank 2 with the own video only)
+        1: ["a", "b"],  # its only relevant video, c, is missing: rank 2 + 1 = 3
+    }  # q2 has no ranking line: rank = 2 distinct annotated videos + 1 = 3
+    single = evaluate(gt, Predictions(rankings=rankings))
+    multi = evaluate(gt, Predictions(rankings=rankings), relevant=truth)
+    assert single["VR@1"] == 0.0 and single["median_rank"] == 3.0 and single["mean_rank"] == pytest.approx(8 / 3)
+    assert multi["VR@1"] == pytest.approx(100 / 3) and multi["VR@5"] == 100.0
+    assert multi["median_rank"] == 3.0 and multi["mean_rank"] == pytest.approx(7 / 3)
+
+
+def test_video_retrieval_a_relevant_video_further_down_does_not_help() -> None:
+    gt = [record(0, [(0, 1)], "a")]
+    truth = relevance(q0={"a": [(0, 1)], "b": [(0, 1)]})
+    result = evaluate(gt, Predictions(rankings={0: ["x", "y", "a", "b"]}), relevant=truth)
+    assert result["median_rank"] == 3.0 and result["VR@1"] == 0.0
+
+
+def test_corpus_moments_hit_only_with_that_videos_windows() -> None:
+    gt = [record(0, [(0, 10)], "a")]
+    truth = relevance(q0={"a": [(0, 10)], "b": [(20, 30)]})
+    corpus = CorpusMoments(
+        ("b", "b", "c", "a"),
+        np.array([[0, 10, 0.9],  # in relevant b, but a's window: IoU 0 with b's [20, 30] -> no hit
+                  [20, 26, 0.8],  # in relevant b, IoU 0.6 with [20, 30]: a hit at 0.5, not at 0.7
+                  [0, 10, 0.7],  # perfect window in c, which is not relevant -> no hit
+                  [0, 10, 0.6]]),  # the annotated moment itself, 4th
+    )  # fmt: skip
+    multi = evaluate(gt, Predictions(corpus_moments={0: corpus}), relevant=truth)
+    assert multi["VCMR_R1@0.5"] == 0.0 and multi["VCMR_R5@0.5"] == 100.0 and multi["VCMR_R5@0.7"] == 100.0
+    top2 = CorpusMoments(corpus.video_ids[:2], corpus.windows[:2])
+    multi_top2 = evaluate(gt, Predictions(corpus_moments={0: top2}), relevant=truth)
+    assert multi_top2["VCMR_R5@0.5"] == 100.0 and multi_top2["VCMR_R5@0.7"] == 0.0  # IoU 0.6 < 0.7
+    single_top2 = evaluate(gt, Predictions(corpus_moments={0: top2}))
+    assert single_top2["VCMR_R100@0.5"] == 0.0  # b is not the annotated video
+
+
+def test_relevant_changes_no_moment_metric_and_equals_own_video_truth() -> None:
+    rng = np.random.default_rng(3)
+    gt = [record(q, [tuple(sorted(rng.uniform(0, 50, 2)))], f"v{q % 4}") for q in range(12)]
+    preds = Predictions(
+        moments={q: np.column_stack([np.sort(rng.uniform(0, 50, (6, 2))), rng.random(6)]) for q in range(12)},
+        rankings={q: list(rng.permutation([f"v{i}" for i in range(4)])) for q in range(12)},
+        corpus_moments={
+            q: CorpusMoments(tuple(f"v{i}" for i in rng.integers(0, 4, 20)),
+                             np.column_stack([np.sort(rng.uniform(0, 50, (20, 2))), rng.random(20)]))
+            for q in range(12)
+        },
+    )  # fmt: skip
+    own_only = Relevance(videos={r.qid: {r.video_id: np.array(r.windows)} for r in gt})
+    assert evaluate(gt, preds, nms_threshold=0.5, relevant=own_only) == evaluate(gt, preds, nms_threshold=0.5)
+    wider = Relevance(videos={r.qid: {f"v{i}": np.array(r.windows) for i in range(4)} for r in gt})
+    plain, multi = evaluate(gt, preds), evaluate(gt, preds, relevant=wider)
+    assert {k: multi[k] for k in MOMENT_KEYS} == {k: plain[k] for k in MOMENT_KEYS}
+    assert multi["VR@1"] == 100.0 and multi["VCMR_R100@0.5"] >= plain["VCMR_R100@0.5"]
+
+
+def test_multi_positive_vcmr_matches_a_plain_loop_reference_on_random_data() -> None:
+    rng = np.random.default_rng(11)
+    videos = [f"v{i}" for i in range(6)]
+    gt, truth, corpus = [], {}, {}
+    for q in range(40):
+        gt.append(record(q, [(10.0, 20.0)], videos[q % 6]))
+        true_videos = {videos[q % 6], *rng.choice(videos, size=int(rng.integers(0, 4)))}
+        truth[q] = {vid: np.sort(rng.uniform(0, 40, (int(rng.integers(1, 3)), 2)), axis=1) for vid in true_videos}
+        truth[q][videos[q % 6]] = np.vstack([[10.0, 20.0], truth[q][videos[q % 6]]])
+        count = int(rng.integers(0, 30))
+        corpus[q] = CorpusMoments(tuple(rng.choice(videos + ["elsewhere"], size=count)),
+                                  np.column_stack([np.sort(rng.uniform(0, 40, (count, 2)), axis=1), rng.random(count)]))
+    result = evaluate(gt, Predictions(corpus_moments=corpus), relevant=Relevance(videos=truth))
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+        union = max(a[1], b[1]) - min(a[0], b[0])
+        return inter / union if union > 0 else 0.0
+
+    for top_n in (1, 5, 10, 100):
+        for m in (0.5, 0.7):
+            hits = 0
+            for q in range(40):
+                order = np.argsort(-corpus[q].windows[:, 2], kind="stable")[:top_n]
+                hits += any(
+                    corpus[q].video_ids[i] in truth[q]
+                    and max(iou(corpus[q].windows[i, :2], w) for w in truth[q][corpus[q].video_ids[i]]) >= m
+                    for i in order
+                )
+            assert result[f"VCMR_R{top_n}@{m:g}"] == pytest.approx(100 * hits / 40), (top_n, m)
+
+
+def test_relevant_must_cover_every_annotated_query() -> None:
+    annotations = AnnotationSet("test.txt", "charades-sta", [record(0, [(0, 10)], "a"), record(1, [(0, 10)], "b")])
+    with pytest.raises(InputError, match=r"no line for qid 1 \(video b\) of the annotation file test\.txt"):
+        evaluate(annotations, Predictions(rankings={0: ["a"]}), relevant=relevance(q0={"a": [(0, 10)]}))
 
 
 def test_unknown_qid_names_the_line_and_the_annotation_file() -> None:

@@ -124,6 +124,15 @@ def test_manifest_records_splits_counts_and_vocabulary(tiny_world: Path) -> None
             assert set(re.findall(r"[a-z]+", line.split("##")[1])) <= words
 
 
+def test_relevance_files_are_written_beside_the_annotations(tiny_world: Path) -> None:
+    for split in ("train", "test", "test_novel"):
+        annotated = (tiny_world / f"{split}.txt").read_text().splitlines()
+        relevant = [json.loads(line) for line in (tiny_world / f"{split}.relevant.jsonl").read_text().splitlines()]
+        assert [(item["qid"], item["vid"], item["query"]) for item in relevant] == [
+            (qid, line.split()[0], line.split("##")[1]) for qid, line in enumerate(annotated)
+        ]
+
+
 def test_mp4_decodes_with_decord_at_expected_size_count_and_fps(tiny_world: Path) -> None:
     decord = pytest.importorskip("decord")
     durations = read_durations(tiny_world)

@@ -4,8 +4,10 @@ Layout of ``out_dir``::
 
     videos/syn00000.mp4 ...     H.264, yuv420p, ``width x height`` at ``fps``
     train.txt test.txt test_novel.txt   ``VID START END##sentence`` (seconds, 2 decimals), Charades-STA format
+    train.relevant.jsonl ...    per query of the split, every video of the world where it is true, with windows
     durations.csv               ``id,length`` (seconds, 2 decimals), every video
-    manifest.json               config, counts, vocabulary, held-out compositions, splits, every script
+    manifest.json               config, counts, vocabulary, held-out compositions, splits, every script and
+                                what each query means
 
 Split rule: ``n_test = n_novel = max(1, round(0.15 * N))`` (``n_novel = 0`` when N < 3, ``n_test = 0`` when
 N < 2) and the rest is ``train``; a permutation drawn from ``[seed, 2]`` orders the video indices, and the
@@ -14,7 +16,8 @@ first ``n_train`` of it are train, the next ``n_test`` test, the last ``n_novel`
 Everything is a function of the :class:`SynthConfig`: each video's script and sentences come from generators
 seeded by ``(seed, stream, index)``, so ``workers`` changes only the speed. Rendering resumes: a video whose
 mp4 exists is complete (each is written to a hidden temporary name, then renamed) and is skipped when the
-folder's manifest has the same config.
+folder's manifest has the same config. :func:`write_world_relevance` writes the relevance files of an already
+rendered world (generator version 1 or 2) from its manifest alone.
 """
 
 from __future__ import annotations
@@ -34,6 +37,15 @@ from typing import Any
 from grounding.errors import InputError, require_package
 from grounding.files import TEMPORARY_MARK, write_text_atomic
 from grounding.video.synth.language import SynthQuery, make_queries, vocabulary_words
+from grounding.video.synth.relevance import (
+    RelevanceSummary,
+    World,
+    query_meaning,
+    relevance_lines,
+    summarize,
+    world_from_manifest,
+    world_from_scripts,
+)
 from grounding.video.synth.render import render_video
 from grounding.video.synth.world import (
     ACTIONS,
@@ -51,11 +63,15 @@ from grounding.video.synth.world import (
 )
 
 GENERATOR = "grounding.video.synth"
-# Bump whenever the same config would produce different scripts, sentences or pixels.
-GENERATOR_VERSION = 1
+# Bump whenever the same config would produce different scripts, sentences or pixels. Version 2: a change-colour
+# never turns an object into the look of another object of its shape (15 of seed 1's 1000 videos differ), and
+# the manifest says what each query means.
+GENERATOR_VERSION = 2
+RELEVANCE_VERSIONS = (1, 2)  # manifests whose relevance files write_world_relevance can write
 SPLITS: tuple[str, ...] = ("train", "test", "test_novel")
 SPLIT_FRACTION = 0.15  # of the videos each for test and test_novel; the rest is train
 MANIFEST_NAME = "manifest.json"
+RELEVANCE_SUFFIX = ".relevant.jsonl"  # test.relevant.jsonl beside test.txt
 DURATIONS_NAME = "durations.csv"
 VIDEO_DIR = "videos"
 
@@ -132,6 +148,10 @@ class DatasetPlan:
     def split_ids(self, split: str) -> list[str]:
         return [script.video_id for script in self.scripts if script.split == split]
 
+    def world(self) -> World:
+        """What relevance needs of the plan: every event's phrase and every query's meaning."""
+        return world_from_scripts(self.scripts, self.queries)
+
 
 @dataclass
 class SynthSummary:
@@ -200,7 +220,10 @@ def manifest_payload(plan: DatasetPlan, complete: bool) -> dict[str, Any]:
             "num_frames": round(script.duration * config.fps),
             "objects": [asdict(obj) for obj in script.objects],
             "events": [asdict(event) for event in script.events],
-            "queries": [asdict(query) for query in plan.queries[script.video_id]],
+            "queries": [
+                {**asdict(query), "meaning": query_meaning(script, query).to_json()}
+                for query in plan.queries[script.video_id]
+            ],
             "background": script.background.kind,
         }
     return {
@@ -267,6 +290,67 @@ def _check_out_dir(out_dir: Path, config: SynthConfig, overwrite: bool) -> bool:
     )
 
 
+def relevance_path(folder: str | os.PathLike[str], split: str) -> Path:
+    """Where a world folder keeps ``split``'s relevance file: ``<folder>/<split>.relevant.jsonl``."""
+    return Path(folder) / f"{split}{RELEVANCE_SUFFIX}"
+
+
+def write_world_relevance(
+    world_dir: str | os.PathLike[str], to_dir: str | os.PathLike[str] | None = None
+) -> list[RelevanceSummary]:
+    """Write the relevance files of the world in ``world_dir`` from its ``manifest.json`` (no rendering).
+
+    Works for generator versions 1 and 2 (see :func:`~grounding.video.synth.relevance.world_from_manifest`).
+    The files go to ``to_dir`` (default ``world_dir``; created if missing). Each split's queries are checked,
+    line by line, against the split's annotation file in ``world_dir`` when it is there, so line i of a
+    relevance file is qid i of that file.
+
+    Returns:
+        one :class:`RelevanceSummary` per split, in ``SPLITS`` order.
+
+    Raises:
+        InputError: no manifest, one of another generator or version, or annotations that disagree with it.
+    """
+    folder = Path(world_dir)
+    manifest_path = folder / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise InputError(f"--out {folder}: no {MANIFEST_NAME}; point --out at a folder grounding synth wrote.")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{manifest_path}: unreadable ({error}); regenerate the world.") from None
+    found = (manifest.get("generator"), manifest.get("generator_version")) if isinstance(manifest, dict) else None
+    if found is None or found[0] != GENERATOR or found[1] not in RELEVANCE_VERSIONS:
+        raise InputError(
+            f"{manifest_path}: generator {found!r}; relevance files can be written for {GENERATOR!r} versions "
+            f"{', '.join(map(str, RELEVANCE_VERSIONS))} only; regenerate the world with this version."
+        )
+    world = world_from_manifest(manifest, str(manifest_path))
+    out = folder if to_dir is None else Path(to_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    for split in SPLITS:
+        queries = world.split_queries(split)
+        annotations = folder / f"{split}.txt"
+        if annotations.is_file():
+            expected = [f"{q.video_id} {q.window[0]:.2f} {q.window[1]:.2f}##{q.sentence}" for q in queries]
+            found_lines = annotations.read_text(encoding="utf-8").splitlines()
+            for number, (line, want) in enumerate(zip(found_lines + [""] * len(expected), expected), start=1):
+                if line != want:
+                    raise InputError(
+                        f"{annotations}:{number}: {line!r}, but {MANIFEST_NAME} says {want!r}; the annotation file "
+                        "and the manifest are of different worlds: regenerate the world."
+                    )
+            if len(found_lines) != len(expected):
+                raise InputError(
+                    f"{annotations}: {len(found_lines)} lines, but {MANIFEST_NAME} has {len(expected)} {split} "
+                    "queries; regenerate the world."
+                )
+        write_text_atomic(relevance_path(out, split), "".join(line + "\n" for line in relevance_lines(world, split)))
+        summaries.append(summarize(world, split))
+    return summaries
+
+
 def _render_task(task: tuple[VideoScript, str, int, int, int]) -> str:
     script, path, width, height, fps = task
     render_video(script, path, width, height, fps)
@@ -306,9 +390,11 @@ def build_dataset(
         for old in video_dir.glob("syn*.mp4"):
             old.unlink()
 
+    world = plan.world()
     for split in SPLITS:
         lines = annotation_lines(plan, split)
         write_text_atomic(out / f"{split}.txt", "".join(line + "\n" for line in lines))
+        write_text_atomic(relevance_path(out, split), "".join(line + "\n" for line in relevance_lines(world, split)))
     durations = io.StringIO()
     writer = csv.writer(durations, lineterminator="\n")
     writer.writerow(["id", "length"])

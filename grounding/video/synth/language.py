@@ -12,7 +12,7 @@ from typing import Sequence, TypeVar
 
 import numpy as np
 
-from grounding.video.synth.world import ACTIONS, COLOURS, SHAPES, Event, Triple, VideoScript
+from grounding.video.synth.world import ACTIONS, COLOURS, SHAPES, Event, Triple, VideoScript, named_colour
 
 COLOUR_WORDS: dict[str, tuple[str, ...]] = {
     "red": ("red",),
@@ -107,20 +107,26 @@ def _action_phrase(rng: np.random.Generator, event: Event) -> tuple[str, str]:
     return present.format(target=target), gerund.format(target=target)
 
 
+def _name_object(rng: np.random.Generator, script: VideoScript, event: Event) -> str:
+    """``event``'s object in words, by the colour it shows at the event's start (:func:`named_colour`)."""
+    colour = named_colour(script.objects, script.events, event)
+    return describe_object(rng, colour, script.objects[event.obj].shape)
+
+
 def plain_sentence(rng: np.random.Generator, script: VideoScript, event: Event) -> str:
-    obj = script.objects[event.obj]
+    """One event in words, e.g. ``the red ball is spinning.``"""
     present, gerund = _action_phrase(rng, event)
     template = _pick(rng, _PLAIN_TEMPLATES)
     det = _pick(rng, ("the", "a"))
-    return template.format(det=det, obj=describe_object(rng, obj.colour, obj.shape), pres=present, ger=gerund) + "."
+    return template.format(det=det, obj=_name_object(rng, script, event), pres=present, ger=gerund) + "."
 
 
 def ordered_sentence(rng: np.random.Generator, script: VideoScript, first: Event, second: Event) -> str:
+    """Two events in words, the answer being ``second``, e.g. ``after the blue box rises, the red ball spins.``"""
     clauses = []
     for event in (first, second):
-        obj = script.objects[event.obj]
         present, _ = _action_phrase(rng, event)
-        clauses.append(f"the {describe_object(rng, obj.colour, obj.shape)} {present}")
+        clauses.append(f"the {_name_object(rng, script, event)} {present}")
     template = _pick(rng, _ORDERED_TEMPLATES)
     return template.format(first=clauses[0], second=clauses[1]) + "."
 

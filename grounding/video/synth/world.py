@@ -14,6 +14,7 @@ Everything is drawn from a ``numpy.random.Generator`` that the caller derives fr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -152,8 +153,34 @@ class VideoScript:
     noise: float
 
     def triple(self, event: Event) -> Triple:
-        obj = self.objects[event.obj]
-        return (obj.colour, obj.shape, event.action)
+        """The (colour, shape, action) composition ``event`` shows: its object's colour at the event's start
+        (:func:`named_colour`, the colour its sentence names it by), shape and action."""
+        return (named_colour(self.objects, self.events, event), self.objects[event.obj].shape, event.action)
+
+
+def colour_at(objects: Sequence[SceneObject], events: Sequence[Event], obj: int, time: float) -> str:
+    """The colour object ``obj`` shows at ``time`` seconds, as ``render.py`` draws it.
+
+    A ``change-colour`` event ramps the object to its target colour and back within ``[start, end)``, so the
+    object shows the target strictly inside one of its change-colour events (``start < time < end``; mid-ramp
+    counts as the target) and its own colour at every other time, before and after the change alike.
+    ``tests/video/test_synth_colour.py`` checks this rule against the renderer's tracks.
+    """
+    for event in events:
+        if event.obj == obj and event.action == "change-colour" and event.start < time < event.end:
+            assert event.target_colour is not None
+            return event.target_colour
+    return objects[obj].colour
+
+
+def named_colour(objects: Sequence[SceneObject], events: Sequence[Event], event: Event) -> str:
+    """The colour a sentence names ``event``'s object by: the colour it shows at the event's start.
+
+    Sentences (both clauses of an ordered one), the held-out compositions and the relevance files all take an
+    object's colour from here. With the renderer's rule (:func:`colour_at`) and one action at a time per
+    object, this is the object's own colour: an earlier change-colour has turned back by the time it ends.
+    """
+    return colour_at(objects, events, event.obj, event.start)
 
 
 def all_triples() -> list[Triple]:
@@ -232,7 +259,8 @@ def generate_script(
     """Draw one video's script.
 
     ``train``/``test`` videos contain no held-out composition at all; a ``test_novel`` video is built around one
-    held-out composition (its other events may be anything). The drawing repeats until those rules hold.
+    held-out composition (its other events may be anything). No two objects ever look alike, not even while
+    one changes colour (see :func:`_change_colour_target`). The drawing repeats until those rules hold.
     """
     duration = _draw_duration(rng, settings)
     num_events = int(rng.integers(settings.min_events, settings.max_events + 1))
@@ -254,13 +282,13 @@ def generate_script(
         cells = [(looks[o][0], looks[o][1], actions[a]) for o, a in layout]
         if split != "test_novel" and any(cell in held_out for cell in cells):
             continue
-        break
+        num_idle = int(rng.random() < 0.5)
+        objects = _place_objects(rng, looks[: num_obj_slots + num_idle], num_actors=num_obj_slots)
+        events = _schedule_events(rng, layout, actions, objects, duration, settings)
+        if events is not None:
+            break
     else:  # pragma: no cover - held-out fractions near 1 make this reachable; the config forbids them
-        raise AssertionError(f"{video_id}: could not draw events avoiding the held-out compositions")
-
-    num_idle = int(rng.random() < 0.5)
-    objects = _place_objects(rng, looks[: num_obj_slots + num_idle], num_actors=num_obj_slots)
-    events = _schedule_events(rng, layout, actions, objects, duration, settings)
+        raise AssertionError(f"{video_id}: could not draw events avoiding held-out compositions and look-alikes")
     return VideoScript(
         video_id=video_id,
         index=index,
@@ -327,9 +355,10 @@ def _schedule_events(
     objects: tuple[SceneObject, ...],
     duration: float,
     settings: WorldSettings,
-) -> tuple[Event, ...]:
+) -> tuple[Event, ...] | None:
     """Give each event a time: lengths log-uniform in [min_event_length, max_event_fraction * duration], placed
-    uniformly at random; one object's events keep their order (appear first, disappear last) and never overlap."""
+    uniformly at random; one object's events keep their order (appear first, disappear last) and never overlap.
+    None when a change-colour has no colour left to turn to (the caller draws the script again)."""
     by_object: dict[int, list[str]] = {}
     for obj, action_slot in layout:
         by_object.setdefault(obj, []).append(actions[action_slot])
@@ -341,11 +370,38 @@ def _schedule_events(
         for (start, end), action in zip(_place_intervals(rng, len(ordered), duration, settings), ordered):
             target = None
             if action == "change-colour":
-                choices = [c for c in COLOURS if c != objects[obj].colour]
-                target = choices[int(rng.integers(len(choices)))]
+                target = _change_colour_target(rng, objects, obj, events)
+                if target is None:
+                    return None
             events.append(Event(obj=obj, action=action, start=start, end=end, target_colour=target))
     events.sort(key=lambda e: (e.start, e.end, e.obj))
     return tuple(events)
+
+
+def _change_colour_target(
+    rng: np.random.Generator, objects: tuple[SceneObject, ...], obj: int, drawn: list[Event]
+) -> str | None:
+    """The colour object ``obj`` turns to: never its own, nor one that another object of its shape has or turns
+    to (in the events ``drawn`` so far), so two objects of a video never look alike, and a sentence's colour and
+    shape always name one object. None when no colour is left (four objects of one shape, three changing).
+
+    The first draw is uniform over the colours other than its own (generator version 1's only draw, so a
+    video without a look-alike keeps its version-1 script); a forbidden pick is drawn again from the allowed
+    colours, so the result is uniform over those.
+    """
+    shape = objects[obj].shape
+    taken = {other.colour for other in objects if other.shape == shape}
+    taken |= {
+        event.target_colour
+        for event in drawn
+        if event.action == "change-colour" and event.obj != obj and objects[event.obj].shape == shape
+    }
+    choices = [colour for colour in COLOURS if colour != objects[obj].colour]
+    target = choices[int(rng.integers(len(choices)))]
+    if target not in taken:
+        return target
+    allowed = [colour for colour in COLOURS if colour not in taken]
+    return allowed[int(rng.integers(len(allowed)))] if allowed else None
 
 
 def _place_intervals(
