@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "file with one video id per line (default: every video of the source)")
     parser.add_argument("--durations", action="extend", nargs="+", default=None, metavar="CSV",
                         help="id,length CSV files giving video lengths (default: the feature file's duration "
-                        "attribute)")
+                        "attribute); also read with charades-sta --ids / --bank files")
     parser.add_argument("--out", required=True, metavar="INDEX", help="the index folder")
     parser.add_argument("--add", action="store_true", help="extend the existing index in --out with new videos")
     parser.add_argument("--engine", default="exact", metavar="NAME",
@@ -74,14 +74,16 @@ def _engine_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def _chosen_ids(path: str | None, file_format: str | None) -> tuple[list[str] | None, dict[str, float]]:
+def _chosen_ids(
+    path: str | None, file_format: str | None, durations: list[str] | None
+) -> tuple[list[str] | None, dict[str, float]]:
     """Ids (and durations) from an annotation file, or from a plain list of ids; (None, {}) without --ids."""
     if path is None:
         return None, {}
     from grounding.data.annotations import read_annotations
 
     try:
-        records = read_annotations(path, format=file_format).records
+        records = read_annotations(path, format=file_format, durations=durations).records
         return list(dict.fromkeys(r.video_id for r in records)), {r.video_id: r.duration for r in records}
     except InputError:
         if file_format is not None:
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = find_checkpoint(args.checkpoint)
     grounder = Grounder.from_pretrained(checkpoint)
     config = grounder.model.config
-    ids, durations = _chosen_ids(args.ids, args.format)
+    ids, durations = _chosen_ids(args.ids, args.format, args.durations)
     if args.durations:
         durations.update(read_durations(args.durations))
     if args.features is not None:
@@ -130,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--add: {out} holds no index yet; build it first without --add")
         bank: list[str] = []
         if args.bank is not None:
-            bank = sample_bank([r.sentence for r in read_annotations(args.bank, format=args.format).records],
-                               args.bank_size)
+            bank_set = read_annotations(args.bank, format=args.format, durations=args.durations)
+            bank = sample_bank([r.sentence for r in bank_set.records], args.bank_size)
         index = VideoIndex.create(
             out, checkpoint, num_clips=config.num_clips, hidden_size=config.hidden_size, storage=args.storage,
             engine=args.engine, engine_options=_engine_options(args.engine_option), bank_sentences=bank,
