@@ -92,7 +92,7 @@ class DataConfig:
             ``test_novel``), logged like val and test. In a file or override, ``{}`` clears the mapping and
             ``name: null`` removes one split.
         train_relevant: a relevance file for ``train`` (every video each training query is true of: the
-            rendered world's ``relevant_train.jsonl``, see docs/synth.md), or null. The contrastive terms then
+            rendered world's ``train.relevant.jsonl``, see docs/synth.md), or null. The contrastive terms then
             never treat a video a query is true of as its negative.
         val_fraction: when ``val`` is null, hold out this fraction of the training *videos* (chosen by
             ``train.seed``) as the ``val`` split (0 = none).
