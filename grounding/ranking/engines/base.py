@@ -220,7 +220,7 @@ def sync_engine(engine: VectorEngine, vectors: np.ndarray, count: int, *, batch_
         count: the rows the index has committed.
         batch_rows: rows per :meth:`VectorEngine.add` call.
         flush: call :meth:`VectorEngine.flush` at the end (default). The faiss engine rewrites its whole file on a
-            flush (about 1 s per GB), so a caller appending many small batches may pass False and flush once.
+            flush, so a caller appending many small batches may pass False and flush once.
     """
     engine.attach(vectors)
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= len(vectors):

@@ -9,7 +9,7 @@ import numpy as np
 from grounding.errors import InputError
 from grounding.ranking.engines.base import VectorEngine, order_hits, register_engine
 
-SCORE_BLOCK_ELEMENTS = 1 << 24  # at most 16 Mi float32 scores (64 MiB) per chunk, whatever Q is
+SCORE_BLOCK_ELEMENTS = 1 << 22  # at most 4 Mi scores (16 MiB of float32) per chunk, whatever Q is
 
 
 @register_engine
@@ -22,10 +22,12 @@ class ExactEngine(VectorEngine):
     in memory until :meth:`attach` hands it a source array that covers them.
 
     Args:
-        chunk_rows: rows scored per step (default 65,536: 64 MiB of float32 at H = 256); lowered so that a
-            step's (Q, rows) score block stays under 64 MiB. Peak memory is one chunk, never the corpus.
+        chunk_rows: rows scored per step (default 65,536: 64 MiB of float32 at H = 256, read from the memmap);
+            lowered so that a step's (Q, rows) score block stays under 16 MiB (its top-k selection needs about
+            three times that again). Peak memory is one chunk, never the corpus; the memmap pages a search reads
+            count in the resident size but are the kernel's file cache, dropped under memory pressure.
 
-    Search cost is O(count * H) per query: about 8 ms at 100k x 256 on one core (docs/ranking-engines.md).
+    Search cost is O(count * H) per query (measured: docs/ranking-engines.md).
     Ties are broken by the lower row, exactly, across chunks.
     """
 
@@ -115,6 +117,9 @@ def top_k_lowest_row_first(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     above = scores > kth
     tied = scores == kth
     room = k - above.sum(axis=1, keepdims=True)  # how many tied columns each query still takes
-    take = above | (tied & (np.cumsum(tied, axis=1) <= room))
+    if (tied.sum(axis=1, keepdims=True) > room).any():  # more ties than room somewhere: the first ones win
+        take = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= room))
+    else:  # the usual case: exactly the k-th score ties with nothing
+        take = above | tied
     columns = np.nonzero(take)[1].reshape(len(scores), k)  # row-major: each query's k columns, ascending
     return np.take_along_axis(scores, columns, axis=1).astype(np.float32, copy=False), columns.astype(np.int64)

@@ -32,8 +32,8 @@ class FaissEngine(VectorEngine):
     Args:
         kind: ``"flat"`` (always exact), ``"hnsw"`` (always the graph) or ``"auto"`` (default: flat below
             ``approximate_from`` rows, converted to HNSW by the add that reaches it; it stays HNSW after).
-        approximate_from: the row count at which ``auto`` switches to HNSW (default 50,000: a flat search of
-            50k x 256 takes about 4 ms on one core).
+        approximate_from: the row count at which ``auto`` switches to HNSW (default 50,000; the measurements behind
+            it: docs/ranking-engines.md).
         hnsw_m: HNSW neighbours per node (faiss's ``M``; default 32). Memory: about 8 * M bytes per row on top
             of the 4 * H bytes of the vector.
         ef_construction: HNSW candidate list while adding (default 80); higher builds slower and finds more.
