@@ -2,7 +2,9 @@
 
 For each corpus size, an index of synthetic encodings with the real model's shapes (the flow recipe of
 ``configs/rendered-world-1000-flow.yaml``: 64 clip states of width 256 per video, random values; unit-norm
-random embeddings, the hardest case for an approximate engine) is written once, then a fresh process opens it
+embeddings ``unit(z A + e)`` with z in 32 dimensions, the stand-in for trained embeddings that
+benchmarks/bench_engines.py calls ``lowrank``: rows drawn uniformly on the sphere have no structure for an
+approximate engine to use, and trained embeddings do) is written once, then a fresh process opens it
 with each engine and ranks sentences one at a time, as a user would: MiniLM encodes the sentence, the engine
 returns the top M, the span scorer (random weights, real shapes) rescores those M from the stored clip states.
 
@@ -35,6 +37,7 @@ COLOURS = ("red", "green", "blue", "yellow", "purple", "white")
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross")
 ACTIONS = ("spins", "grows", "shrinks", "moves left", "moves right", "jumps", "appears", "disappears")
 CHUNK = 5_000
+LATENT_DIM = 32
 
 
 def sentences(count: int, seed: int = 0) -> list[str]:
@@ -76,10 +79,12 @@ def build(work: Path, videos: int, storage: str) -> Path:
     index = VideoIndex.create(folder, checkpoint, num_clips=config.num_clips, hidden_size=config.hidden_size,
                               storage=storage)
     rng = np.random.default_rng(videos)
+    basis = np.random.default_rng(0).standard_normal((LATENT_DIM, config.hidden_size)).astype(np.float32)
     for first in range(0, videos, CHUNK):
         n = min(CHUNK, videos - first)
         states = rng.standard_normal((n, config.num_clips, config.hidden_size), dtype=np.float32)
-        embeddings = rng.standard_normal((n, config.hidden_size), dtype=np.float32)
+        latent = rng.standard_normal((n, LATENT_DIM), dtype=np.float32)
+        embeddings = latent @ basis + 0.3 * rng.standard_normal((n, config.hidden_size), dtype=np.float32)
         embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
         durations = rng.uniform(15, 40, size=n)
         index.append([f"v{first + i:07d}" for i in range(n)], durations, states, embeddings)
