@@ -212,6 +212,10 @@ class LossConfig:
         ranking_pooling: ``max`` or ``softmax``, how span scores become a video score (default ``max``); a
             ranker built on the checkpoint uses it by default.
         ranking_pooling_temperature: the softmax pooling's temperature in log-score units (default 1.0).
+        ranking_positive: the own video's score in that term: ``target`` (its best right span, default) or
+            ``pooled`` (pooled like the negatives).
+        contrastive_detach: the embedding term trains only the embedding heads, not the encoders the grounding
+            shares (default true: it cannot cost grounding accuracy).
     """
 
     min_iou: float = 0.5
@@ -228,6 +232,8 @@ class LossConfig:
     ranking_temperature: float = 1.0
     ranking_pooling: str = "max"
     ranking_pooling_temperature: float = 1.0
+    ranking_positive: str = "target"
+    contrastive_detach: bool = True
 
     def __post_init__(self) -> None:
         check_number("loss.min_iou", self.min_iou, 0.0, 1.0)
@@ -246,6 +252,8 @@ class LossConfig:
         check_number("loss.ranking_temperature", self.ranking_temperature, 0.0, 100.0, low_open=True)
         check_choice("loss.ranking_pooling", self.ranking_pooling, ("max", "softmax"))
         check_number("loss.ranking_pooling_temperature", self.ranking_pooling_temperature, 0.0, 100.0, low_open=True)
+        check_choice("loss.ranking_positive", self.ranking_positive, ("target", "pooled"))
+        check_bool("loss.contrastive_detach", self.contrastive_detach)
 
 
 _SECTIONS: dict[str, type] = {

@@ -13,9 +13,11 @@
 - ``contrastive``: symmetric InfoNCE between the batch's video and query embeddings (each query's own video
   is its positive; other samples of the same video are left out of its negatives when ``video_ids`` is
   given). Off by default (weight 0).
-- ``ranking``: HN-NCE of each query's pooled span score (:mod:`grounding.model.pooling`) on its own video against
-  its pooled scores on ``ranking_negatives`` other videos of the batch, so that scores compare across videos
-  (what a ranker needs). Off by default (weight 0).
+- ``ranking``: HN-NCE of each query's score on its own video against its pooled span scores
+  (:mod:`grounding.model.pooling`) on ``ranking_negatives`` other videos of the batch, so that scores compare across
+  videos (what a ranker needs). The own video's score is its best span among those that are right
+  (``ranking_positive: target``, the default: pushing up whichever span scores highest would teach it to be the
+  wrong one) or its pooled score (``pooled``). Off by default (weight 0).
 
 Both contrastive terms are HN-NCE (``contrastive_alpha``, ``contrastive_beta``); the defaults 1 and 0 make them
 InfoNCE exactly. A pair known to be a true match (the same video, or ``false_negatives``) is never a negative.
@@ -34,7 +36,7 @@ from torch.nn import functional as F
 from grounding.errors import InputError
 from grounding.model.config import LossConfig
 from grounding.model.outputs import GroundingOutput
-from grounding.model.pooling import pool_span_scores
+from grounding.model.pooling import pool_span_scores, span_log_scores
 from grounding.model.spans import candidate_windows, check_durations
 
 
@@ -227,6 +229,17 @@ class RankingNegatives:
     valid: Tensor
 
 
+def target_span_log_scores(output: GroundingOutput, iou_targets: Tensor) -> Tensor:
+    """(B,) the best log-score among the candidates that count as the right moment (scaled-IoU target > 0, i.e.
+    IoU above ``loss.min_iou`` with the ground truth); the candidate of highest target where none does."""
+    log_scores = span_log_scores(output)
+    right = (iou_targets > 0) & output.candidate_mask
+    best = torch.zeros_like(right)
+    best[torch.arange(len(right), device=right.device), iou_targets.masked_fill(~output.candidate_mask, -1).argmax(dim=1)] = True
+    chosen = torch.where(right.any(dim=1, keepdim=True), right, best)
+    return log_scores.masked_fill(~chosen, -torch.inf).max(dim=1).values
+
+
 def ranking_loss(
     positive_scores: Tensor, negative_scores: Tensor, valid: Tensor, temperature: float, alpha: float = 1.0, beta: float = 0.0
 ) -> Tensor:
@@ -313,8 +326,12 @@ def compute_loss(
         batch_size = output.span_logits.shape[0]
         pooled = lambda scored: pool_span_scores(scored, config.ranking_pooling, config.ranking_pooling_temperature)  # noqa: E731
         negative_scores = pooled(negatives.output).view(-1, batch_size).T  # (B, n): row k * B + i -> [i, k]
+        if config.ranking_positive == "target":
+            positive_scores = target_span_log_scores(output, iou_targets)
+        else:
+            positive_scores = pooled(output)
         ranking = ranking_loss(
-            pooled(output), negative_scores, negatives.valid.to(device), config.ranking_temperature,
+            positive_scores, negative_scores, negatives.valid.to(device), config.ranking_temperature,
             config.contrastive_alpha, config.contrastive_beta,
         )
         total = total + config.ranking_weight * ranking

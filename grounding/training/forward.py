@@ -20,12 +20,14 @@ class TrainingForward(nn.Module):
     DistributedDataParallel finds the output's tensors (to know which parameters will get a gradient, and to
     hook the end of backward) only inside tuples, lists and dicts; inside a dataclass it sees none and never
     all-reduces the gradients, so each process would step on its own share of the batch. The negative pairs of
-    the ranking term go through the same call, so DDP sees their gradients too.
+    the ranking term go through the same call, so DDP sees their gradients too. With ``detach_embeddings``
+    (``loss.contrastive_detach``) the retrieval embeddings are computed from detached encoder states.
     """
 
-    def __init__(self, model: GroundingModel) -> None:
+    def __init__(self, model: GroundingModel, detach_embeddings: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.detach_embeddings = detach_embeddings
 
     def forward(
         self, clip_feats: Tensor, clip_mask: Tensor, word_feats: Tensor, word_mask: Tensor, word_edge_index: Tensor,
@@ -40,6 +42,9 @@ class TrainingForward(nn.Module):
         word_states = model.encode_query(word_feats, word_mask, word_edge_index)
         output = model.score_encoded(clip_states, clip_mask, word_states, word_mask)
         fields = {item.name: getattr(output, item.name) for item in dataclasses.fields(output)}
+        if self.detach_embeddings:  # the embedding term then trains the embedding heads only
+            fields["video_embedding"] = model.embed_video(clip_states.detach(), clip_mask)
+            fields["query_embedding"] = model.embed_query(word_states.detach(), word_mask)
         if negative_index is not None and negative_index.numel():
             videos = negative_index.T.reshape(-1)  # k-major
             queries = torch.arange(clip_feats.shape[0], device=videos.device).repeat(negative_index.shape[1])

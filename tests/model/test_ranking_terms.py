@@ -16,6 +16,7 @@ from grounding.model.losses import (
     hn_nce_loss,
     negative_video_index,
     ranking_loss,
+    target_span_log_scores,
 )
 from grounding.model.pooling import pool_log_scores, pool_span_scores, span_log_scores
 from tests.model import make_batch, single_thread, tiny_config
@@ -151,7 +152,7 @@ def test_compute_loss_with_the_ranking_term_on_the_model():
     word_states = model.encode_query(inputs[2], inputs[3], inputs[4])
     negative = model.score_encoded(clip_states[videos], inputs[1][videos], word_states[queries], inputs[3][queries])
     valid = torch.ones(3, 2, dtype=torch.bool)
-    loss_config = LossConfig(ranking_weight=0.7, ranking_negatives=2)
+    loss_config = LossConfig(ranking_weight=0.7, ranking_negatives=2, ranking_positive="pooled")
     targets, durations = torch.tensor([[1.0, 3.0], [0.0, 6.0], [2.0, 4.0]]), torch.tensor([8.0, 6.0, 7.0])
     loss, parts = compute_loss(output, targets, durations, loss_config, negatives=RankingNegatives(negative, valid))
     assert float(parts["ranking"]) > 0
@@ -171,3 +172,17 @@ def test_ranking_settings_are_checked():
         LossConfig(contrastive_alpha=0.0)
     with pytest.raises(ConfigError, match="loss.ranking_negatives"):
         LossConfig(ranking_negatives=0)
+
+
+def test_the_target_positive_is_the_best_right_span():
+    torch.manual_seed(4)
+    model = GroundingModel(tiny_config()).eval()
+    with torch.no_grad():
+        output = model(*make_batch([8, 6], [5, 3]))
+    targets = torch.zeros_like(output.span_scores)
+    targets[0, 3] = targets[0, 5] = 0.5  # two right candidates in sample 0
+    targets[1, 2] = 0.0  # none in sample 1: the candidate of highest target (all 0 -> the first valid one)
+    scores = target_span_log_scores(output, targets)
+    log_scores = span_log_scores(output)
+    assert float(scores[0]) == pytest.approx(float(torch.maximum(log_scores[0, 3], log_scores[0, 5])))
+    assert float(scores[1]) == pytest.approx(float(log_scores[1, 0]))

@@ -288,6 +288,7 @@ def test_old_keys_in_files_bases_and_dicts(tmp_path: Path) -> None:
 LOSS_KEYS_ADDED = {
     "contrastive_alpha": 1.0, "contrastive_beta": 0.0, "ranking_weight": 0.0, "ranking_negatives": 3,
     "ranking_temperature": 1.0, "ranking_pooling": "max", "ranking_pooling_temperature": 1.0,
+    "ranking_positive": "target", "contrastive_detach": True,
 }
 SHIPPED_BEFORE = json.loads((FIXTURES / "shipped_configs_flat_extraction.json").read_text(encoding="utf-8"))
 
