@@ -115,18 +115,25 @@ def build_index(
     return IndexSummary(added, already, failed, len(index), round(time.perf_counter() - began, 2))
 
 
+def _chosen(available: Sequence[str], wanted: Sequence[str] | None, problem: str, fix: str) -> list[str]:
+    """``wanted`` (each once) or every available id; InputError naming the first missing ones."""
+    chosen = list(available) if wanted is None else list(dict.fromkeys(wanted))
+    known = set(available)
+    missing = [video_id for video_id in chosen if video_id not in known]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} in all)" if len(missing) > 5 else "")
+        raise InputError(f"{problem} {shown}{fix}")
+    return chosen
+
+
 def feature_source(path: str | os.PathLike[str], video_ids: Sequence[str] | None, durations: dict[str, float]) -> VideoSource:
     """Videos of a feature file (all of them, or ``video_ids``): features as stored, durations from ``durations``
     or the file's per-video ``duration`` attribute."""
     from grounding.data.features import open_feature_store
 
     store = open_feature_store(path)
-    available = store.video_ids()
-    chosen = list(available) if video_ids is None else list(dict.fromkeys(video_ids))
-    missing = [video_id for video_id in chosen if video_id not in store]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} in all)" if len(missing) > 5 else "")
-        raise InputError(f"{path}: has no features for {shown}; extract them, or leave them out of --ids")
+    chosen = _chosen(store.video_ids(), video_ids, f"{path}: has no features for", "; extract them, or leave them "
+                     "out of --ids")
 
     def load(video_id: str) -> tuple[np.ndarray, float]:
         duration = durations.get(video_id)
@@ -147,11 +154,7 @@ def video_file_source(folder: str | os.PathLike[str], grounder: Grounder, video_
     from grounding.video import find_videos
 
     paths = {video.video_id: video.path for video in find_videos([folder])}
-    chosen = list(paths) if video_ids is None else list(dict.fromkeys(video_ids))
-    missing = [video_id for video_id in chosen if video_id not in paths]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} in all)" if len(missing) > 5 else "")
-        raise InputError(f"{folder}: has no video file for {shown}")
+    chosen = _chosen(list(paths), video_ids, f"{folder}: has no video file for", "")
 
     def load(video_id: str) -> tuple[np.ndarray, float]:
         encoded = grounder.encode_video(paths[video_id])
