@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                            str(args.dim), str(work / "queries.npy"), str(work / "truth.npy"), str(work)]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
-                    print(f"{name} at {rows}: failed\n{done.stderr[-3000:]}", file=sys.stderr)
+                    print(f"{name} at {rows}: failed (exit code {done.returncode})\n{done.stderr[-3000:]}",
+                          file=sys.stderr)
                     continue
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 result["data"] = args.data if args.data == "uniform" else f"lowrank-{args.rank}"

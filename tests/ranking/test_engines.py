@@ -1,4 +1,4 @@
-"""Stage-1 vector engines: every engine agrees with ``exact``, survives reopen and interrupted adds, pads, refuses bad input.
+"""Stage-1 vector engines: each agrees with ``exact``, survives reopen and interrupted adds, pads, refuses bad input.
 
 Approximate engines are checked for identical results at settings that make them exhaustive (HNSW with a candidate
 list as large as the corpus) and for recall at their defaults on a larger corpus. The faiss and milvus cases skip,
