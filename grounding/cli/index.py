@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "attribute); also read with charades-sta --ids / --bank files")
     parser.add_argument("--out", required=True, metavar="INDEX", help="the index folder")
     parser.add_argument("--add", action="store_true", help="extend the existing index in --out with new videos")
-    parser.add_argument("--engine", default="exact", metavar="NAME",
+    parser.add_argument("--engine", "--backend", dest="engine", default="exact", metavar="NAME",
                         help="stage-1 vector engine: exact (default), faiss or milvus (docs/ranking-engines.md)")
     parser.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
                         help="an engine setting, e.g. --engine-option kind=hnsw (repeatable)")
