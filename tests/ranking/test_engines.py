@@ -7,6 +7,8 @@ naming the package, only when the ``ranking`` extra is not installed.
 
 from __future__ import annotations
 
+import json
+import sys
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Iterator
@@ -285,3 +287,16 @@ def test_sync_without_flush_leaves_the_file_to_the_callers_flush(corpus: np.memm
     assert engine.count == 100 and not (tmp_path / "faiss.index").exists()
     engine.flush()
     assert (tmp_path / "faiss.index").exists()
+
+
+def test_the_engine_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import bench_engines
+
+    out = tmp_path / "bench.json"
+    assert bench_engines.main(["--corpus", "300", "--dim", "16", "--queries", "6", "--k", "5", "--recall-at", "10",
+                               "--engines", "exact", "--json", str(out)]) == 0
+    (result,) = json.loads(out.read_text())
+    assert result["engine"] == "exact" and result["corpus"] == 300 and result["recall@5"] == result["recall@10"] == 1
+    assert bench_engines.parse_options(["faiss.ef_search=256", "milvus.index_type=FLAT"]) == {
+        "faiss": {"ef_search": 256}, "milvus": {"index_type": "FLAT"}}
