@@ -12,7 +12,19 @@
 Measured accuracy and speed: docs/ranking.md.
 """
 
-from grounding.ranking.index import VideoIndex
-from grounding.ranking.ranker import RankedVideo, Ranker, RankingSettings
+from typing import Any
 
 __all__ = ["RankedVideo", "Ranker", "RankingSettings", "VideoIndex"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `grounding.ranking.engines` (numpy only) does not pay for torch.
+    if name == "VideoIndex":
+        from grounding.ranking.index import VideoIndex
+
+        return VideoIndex
+    if name in ("RankedVideo", "Ranker", "RankingSettings"):
+        from grounding.ranking import ranker
+
+        return getattr(ranker, name)
+    raise AttributeError(f"module 'grounding.ranking' has no attribute {name!r}")

@@ -238,7 +238,7 @@ class VideoIndex:
         self._clip_map = self._clip_file.map(info.count)
         self.bank_scores = self._bank_file.map(info.count) if self._bank_file is not None else None
         if self._engine is not None:
-            sync_engine(self._engine, self.embeddings, info.count)
+            sync_engine(self._engine, self.embeddings, info.count, flush=False)
 
     def _read_videos(self) -> tuple[list[str], np.ndarray]:
         path, count = self.folder / VIDEOS_FILE, self.info.count
@@ -349,8 +349,8 @@ class VideoIndex:
             handle.flush()
             os.fsync(handle.fileno())
         new_embeddings = self._embedding_file.map(count + n)
-        if self._engine is not None:
-            sync_engine(self._engine, new_embeddings, count + n)
+        if self._engine is not None:  # flushed at close (a faiss flush rewrites its whole file); a crash before
+            sync_engine(self._engine, new_embeddings, count + n, flush=False)  # that is repaired by sync on open
         self.info.count += n
         self.info.videos_bytes += len(encoded)
         self._commit()
