@@ -116,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--relevant", type=Path, required=True, help="the test split's relevance file")
     parser.add_argument("--split", default="test", help="annotation file <split>.txt of the queries (default test)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the index and the rankings")
-    parser.add_argument("--bank-size", default="32", help="training sentences in the dual-softmax bank (default 32)")
+    parser.add_argument("--bank-size", default="32",
+                        help="queries in the dual-softmax banks: training sentences, and test ones for the transductive "
+                        "row (default 32)")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), help="rows to run (default all)")
     parser.add_argument("--json", type=Path, help="write every figure as JSON")
     parser.add_argument("--plot", type=Path, help="write the reliability plot (PNG)")
@@ -136,9 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {}
     for row in args.rows:
         ranking, scores = out / f"{row}.jsonl", out / f"{row}.scores.json"
+        bank = ["--bank-size", args.bank_size] if row == "dual-transductive" else []  # the train bank's size
         seconds = run(grounding(
             "rank", "--index", str(index), "--queries", str(queries), "--durations", str(world / "durations.csv"),
-            *ROWS[row], "--out", str(ranking), "--no-progress",
+            *ROWS[row], *bank, "--out", str(ranking), "--no-progress",
         ))
         run(grounding(
             "evaluate", "--annotations", str(queries), "--durations", str(world / "durations.csv"), "--predictions",
@@ -149,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds": round(seconds, 1), "ms_per_query": round(1000 * seconds / num_queries, 1),
             "transductive": row == "dual-transductive", "flags": " ".join(ROWS[row]),
         }
-        if row in ("max", "dual-train", "softmax"):
+        if row in ("max", "dual-train", "softmax", "dual-transductive"):
             results[row]["reliability"] = reliability(ranking, args.relevant)
     label = args.label or str(args.checkpoint)
     print(f"\n{label}: {num_queries} {args.split} queries, corpus {world / args.features} (index built in "
