@@ -222,8 +222,8 @@ class Ranker:
         pairs_row = torch.arange(len(rows)).repeat_interleave(len(bank))
         pairs_query = torch.arange(len(bank)).repeat(len(rows))
         scores = pooled_scores(
-            self.model, states[pairs_row], bank, pairs_query, settings.pooling, settings.pooling_temperature,
-            self.pair_batch,
+            self.model, states, bank, pairs_query, settings.pooling, settings.pooling_temperature, self.pair_batch,
+            video_index=pairs_row,
         ).view(len(rows), len(bank))
         return dict(zip(rows.tolist(), bank_normalisers(scores.numpy(), temperature).tolist()))
 
@@ -248,9 +248,10 @@ class Ranker:
         spans: list[list[Span]] = [[] for _ in pair_row]
         if pair_row:
             distinct, inverse = np.unique(np.asarray(pair_row), return_inverse=True)
-            states = torch.from_numpy(index.clip_states(distinct))[torch.from_numpy(inverse)]
+            states = torch.from_numpy(index.clip_states(distinct))
             query_index = torch.tensor(pair_query)
-            for part, output in score_pairs(self.model, states, encoded, query_index, self.pair_batch):
+            video_index = torch.from_numpy(inverse.reshape(-1))
+            for part, output in score_pairs(self.model, states, encoded, query_index, self.pair_batch, video_index):
                 pooled[part] = pool_span_scores(output, settings.pooling, settings.pooling_temperature).cpu().numpy()
                 durations = torch.from_numpy(index.durations[np.asarray(pair_row[part])])
                 spans[part] = decode_spans(output, durations, top_k=settings.top_spans, nms_threshold=settings.nms)

@@ -98,14 +98,17 @@ def score_pairs(
     queries: EncodedQueries,
     query_index: Tensor,
     pair_batch: int = DEFAULT_PAIR_BATCH,
+    video_index: Tensor | None = None,
 ) -> Iterator[tuple[slice, GroundingOutput]]:
-    """The model's output for pairs (video p, query ``query_index[p]``), ``pair_batch`` pairs per pass.
+    """The model's output for pairs (video ``video_index[p]``, query ``query_index[p]``), ``pair_batch`` pairs per pass.
 
     Args:
         model: the grounding model (eval mode).
-        clip_states: (P, T, H) float stored clip states (every clip real).
+        clip_states: (V, T, H) float stored clip states (every clip real).
         queries: the encoded queries.
-        query_index: (P,) int64, which query each video is paired with.
+        query_index: (P,) int64, which query each pair takes.
+        video_index: (P,) int64, which video each pair takes; default ``arange(P)`` (V = P). Only one pass's
+            videos are gathered at a time, so P pairs never cost P copies of a video's states.
 
     Yields:
         ``(pairs, output)``: the slice of pairs a pass covered and its :class:`GroundingOutput`.
@@ -113,7 +116,7 @@ def score_pairs(
     device = next(model.parameters()).device
     for first in range(0, len(query_index), pair_batch):
         part = slice(first, min(first + pair_batch, len(query_index)))
-        states = clip_states[part].to(device)
+        states = (clip_states[part] if video_index is None else clip_states[video_index[part]]).to(device)
         mask = torch.ones(states.shape[:2], dtype=torch.bool, device=device)
         chosen = query_index[part].to(queries.word_states.device)
         word_mask = queries.word_mask[chosen]
@@ -129,11 +132,12 @@ def pooled_scores(
     pooling: str,
     temperature: float,
     pair_batch: int = DEFAULT_PAIR_BATCH,
+    video_index: Tensor | None = None,
 ) -> Tensor:
     """(P,) float pooled log-score of each pair (see :func:`score_pairs` for the arguments)."""
     check_pooling(pooling, temperature)
     result = torch.empty(len(query_index))
-    for part, output in score_pairs(model, clip_states, queries, query_index, pair_batch):
+    for part, output in score_pairs(model, clip_states, queries, query_index, pair_batch, video_index):
         result[part] = pool_span_scores(output, pooling, temperature).float().cpu()
     return result
 
