@@ -86,11 +86,11 @@ def corpus_windows(videos: list[Any]) -> list[list[Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
     from grounding.data.annotations import read_annotations
     from grounding.files import write_text_atomic
     from grounding.ranking import Ranker, RankingSettings
-
-    import json
 
     for name in ("top_videos", "rerank"):
         value = getattr(args, name)
@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
             for place, video in enumerate(videos, start=1):
                 best = f"{video.spans[0].start:.2f}-{video.spans[0].end:.2f} s ({video.spans[0].score:.3f})" \
                     if video.spans else "(not reranked)"
-                print(f"  {place:>3}. {video.video_id}  score {video.score:.3f}  best span {best}")
+                what = "log-score" if video.reranked else "stage-1 cosine"
+                print(f"  {place:>3}. {video.video_id}  {what} {video.score:.3f}  best span {best}")
     if args.out:
         write_text_atomic(args.out, "".join(json.dumps(line) + "\n" for line in lines))
         print(f"wrote {args.out}: rankings of {len(lines)} queries over {len(ranker.index)} videos "
