@@ -234,11 +234,14 @@ class VideoIndex:
         self.row_of = {video_id: row for row, video_id in enumerate(self.video_ids)}
         if len(self.row_of) != len(self.video_ids):
             raise _damaged(folder, f"{VIDEOS_FILE} lists a video twice")
-        self.embeddings = self._embedding_file.map(info.count)
-        self._clip_map = self._clip_file.map(info.count)
-        self.bank_scores = self._bank_file.map(info.count) if self._bank_file is not None else None
-        if self._engine is not None:
-            sync_engine(self._engine, self.embeddings, info.count, flush=False)
+        self._map_rows()
+
+    def _map_rows(self) -> None:
+        """Memmaps of the committed rows (re-made after each append; nothing is read)."""
+        count = self.info.count
+        self.embeddings = self._embedding_file.map(count)
+        self._clip_map = self._clip_file.map(count)
+        self.bank_scores = self._bank_file.map(count) if self._bank_file is not None else None
 
     def _read_videos(self) -> tuple[list[str], np.ndarray]:
         path, count = self.folder / VIDEOS_FILE, self.info.count
@@ -354,7 +357,11 @@ class VideoIndex:
         self.info.count += n
         self.info.videos_bytes += len(encoded)
         self._commit()
-        self._load()
+        # the new rows in memory too: re-reading videos.jsonl after every chunk would make a build quadratic
+        self.row_of.update({video_id: count + offset for offset, video_id in enumerate(video_ids)})
+        self.video_ids = self.video_ids + list(video_ids)
+        self.durations = np.concatenate([self.durations, checked])
+        self._map_rows()
 
     def set_complete(self, complete: bool) -> None:
         """Mark whether every video of the run that builds the index is in (``grounding index`` resumes otherwise)."""

@@ -274,7 +274,8 @@ class Trainer:
         model = GroundingModel(config.model).to(device)
         if not self.resume:  # a resumed run takes the statistics from its checkpoint
             model.fit_input_statistics(*train_split.dataset.input_chunks())
-        wrapped: nn.Module = TrainingForward(model, config.model.loss.contrastive_detach)
+        loss = config.model.loss  # detached embeddings are only worth computing when the embedding term uses them
+        wrapped: nn.Module = TrainingForward(model, loss.contrastive_detach and loss.contrastive_weight > 0)
         if context.is_distributed:
             # DDP broadcasts buffers from rank 0 and cannot send sparse ones; those are constants built from the
             # config (the same on every rank), so they are left out of the sync.
