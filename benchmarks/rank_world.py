@@ -10,8 +10,8 @@ the top-span scores (score against the chance that the span is right) for the ``
         --features features-flow-05.h5 --relevant worlds/w1000/test.relevant.jsonl --out runs/rank-w1000 \
         --json rank-w1000.json --plot docs/images/ranking-reliability.png
 
-Rows (``--rows`` picks some): ``stage1`` (coarse embeddings only), ``max`` / ``max-m50`` (stage 2 on the top
-20 / 50, max pooling), ``softmax`` (softmax pooling), ``dual-train`` (dual softmax with the index's bank of
+Rows (``--rows`` picks some): ``stage1`` (coarse embeddings only), ``max`` / ``max-m10`` / ``max-m50`` (stage 2 on
+the top 20 / 10 / 50, max pooling), ``softmax`` (softmax pooling), ``dual-train`` (dual softmax with the index's bank of
 training sentences), ``dual-transductive`` (bank drawn from the test queries: labelled, not comparable).
 """
 
@@ -31,6 +31,7 @@ import numpy as np
 ROWS: dict[str, list[str]] = {
     "stage1": ["--stage1-only"],
     "max": ["--rerank", "20", "--pooling", "max"],
+    "max-m10": ["--rerank", "10", "--pooling", "max"],
     "max-m50": ["--rerank", "50", "--pooling", "max"],
     "softmax": ["--rerank", "20", "--pooling", "softmax"],
     "dual-train": ["--rerank", "20", "--pooling", "max", "--dual-softmax", "train"],
@@ -50,9 +51,10 @@ def run(command: list[str]) -> float:
     return time.perf_counter() - began
 
 
-def reliability(ranking_path: Path, relevance_path: Path, bins: int = 10) -> dict[str, Any]:
-    """Each reranked video's top span: its score and whether it is right (a video where the query is true, and
-    IoU >= 0.5 with one of that video's true windows). Bins of equal count by score."""
+def reliability(ranking_path: Path, relevance_path: Path, bins: int = 10, level: str = "span") -> dict[str, Any]:
+    """Each reranked video's top span: its score (the ranker's probability of the video) and whether it is right.
+    ``level="span"``: a video where the query is true, and IoU >= 0.5 with one of that video's true windows;
+    ``level="video"``: a video where the query is true. Bins of equal count by score."""
     truth = {}
     for line in relevance_path.read_text(encoding="utf-8").splitlines():
         item = json.loads(line)
@@ -67,7 +69,9 @@ def reliability(ranking_path: Path, relevance_path: Path, bins: int = 10) -> dic
             seen.add(video)
             windows = truth[item["qid"]].get(video)
             hit = False
-            if windows is not None:
+            if windows is not None and level == "video":
+                hit = True
+            elif windows is not None:
                 inter = np.clip(np.minimum(end, windows[:, 1]) - np.maximum(start, windows[:, 0]), 0, None)
                 union = (end - start) + (windows[:, 1] - windows[:, 0]) - inter
                 hit = bool(np.any(inter / np.maximum(union, 1e-12) >= 0.5))
@@ -97,12 +101,12 @@ def plot_reliability(curves: dict[str, dict[str, Any]], path: Path) -> None:
         xs = [row["mean_score"] for row in curve["bins"]]
         ys = [row["fraction_right"] for row in curve["bins"]]
         axis.plot(xs, ys, marker="o", label=f"{name} (ECE {curve['ece']:.3f})")
-    axis.set_xlabel("top-span score (mean of a decile)")
-    axis.set_ylabel("share of those spans that are right")
+    axis.set_xlabel("ranker's probability of the video (mean of a decile)")
+    axis.set_ylabel("share right (video: a true video; span: also IoU >= 0.5)")
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1)
     axis.legend(loc="upper left", fontsize=8)
-    axis.set_title("Reliability of reranked videos' top spans", fontsize=9)
+    axis.set_title("Reliability of the reranked videos", fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -154,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         if row in ("max", "dual-train", "softmax", "dual-transductive"):
             results[row]["reliability"] = reliability(ranking, args.relevant)
+            results[row]["reliability_video"] = reliability(ranking, args.relevant, level="video")
     label = args.label or str(args.checkpoint)
     print(f"\n{label}: {num_queries} {args.split} queries, corpus {world / args.features} (index built in "
           f"{index_seconds:.0f} s)")
@@ -163,11 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         note = " (transductive)" if figures["transductive"] else ""
         print(f"| {row}{note} | " + " | ".join(f"{figures[key]:.2f}" for key in SHOWN)
               + f" | {figures['ms_per_query'] / 1000:.2f} |")
-    curves = {row: figures["reliability"] for row, figures in results.items() if "reliability" in figures}
+    curves = {f"{row}, span": figures["reliability"] for row, figures in results.items() if "reliability" in figures}
+    curves |= {f"{row}, video": figures["reliability_video"] for row, figures in results.items() if "reliability" in figures}
     for row, curve in curves.items():
         print(f"reliability of {row}: ECE {curve['ece']:.3f} over {curve['spans']} top spans")
     if args.plot and curves:
-        plot_reliability(curves, args.plot)
+        plot_reliability({name: curve for name, curve in curves.items() if name.startswith("max,")} or curves, args.plot)
         print(f"wrote {args.plot}")
     if args.json:
         args.json.write_text(json.dumps({"checkpoint": args.checkpoint, "label": label, "queries": num_queries,

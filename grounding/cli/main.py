@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "ground",
     "predict",
+    "fit-ranker",
     "index",
     "rank",
     "baseline",
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"grounding {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"grounding.cli.{name}")
+        module = importlib.import_module(f"grounding.cli.{name.replace('-', '_')}")
         command_parser = module.add_parser(subparsers)
         command_parser.set_defaults(_run=module.run)
     return parser

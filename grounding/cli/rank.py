@@ -67,19 +67,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _video_payload(video: Any) -> dict[str, Any]:
     return {
         "video_id": video.video_id, "score": video.score, "stage1_score": video.stage1_score,
-        "reranked": video.reranked, "spans": [[span.start, span.end, span.score] for span in video.spans],
+        "reranked": video.reranked, "probability": None if math.isnan(video.probability) else video.probability,
+        "spans": [[span.start, span.end, span.score] for span in video.spans],
     }
 
 
 def corpus_windows(videos: list[Any]) -> list[list[Any]]:
-    """``[vid, start, end, score]`` rows over the reranked videos: the span's score scaled by the video's rescoring
-    (``exp(score - log(top span score))``, 1 without dual softmax and with max pooling), best first."""
+    """``[vid, start, end, score]`` rows over the reranked videos, best first: a span's score is the video's
+    probability times the span's score relative to the video's top span (so a video's top span scores its
+    probability, and windows of a better video come first)."""
     rows = []
     for video in videos:
         if not video.spans:
             continue
         top = video.spans[0].score
-        factor = math.exp(video.score - math.log(top)) if top > 0 else 1.0
+        factor = video.probability / top if top > 0 else video.probability
         rows += [[video.video_id, span.start, span.end, span.score * factor] for span in video.spans]
     rows.sort(key=lambda row: -row[3])
     return rows
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         dual_softmax_temperature=args.dual_softmax_temperature, bank_size=args.bank_size,
     )
     try:
+        settings = ranker.resolved(settings)
         rankings = ranker.rank_many(sentences, settings, progress=not args.no_progress)
     finally:
         ranker.close()
@@ -134,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
             for place, video in enumerate(videos, start=1):
                 best = f"{video.spans[0].start:.2f}-{video.spans[0].end:.2f} s ({video.spans[0].score:.3f})" \
                     if video.spans else "(not reranked)"
-                what = "log-score" if video.reranked else "stage-1 cosine"
-                print(f"  {place:>3}. {video.video_id}  {what} {video.score:.3f}  best span {best}")
+                what = f"score {video.score:.3f} (p {video.probability:.2f})" if video.reranked \
+                    else f"stage-1 cosine {video.score:.3f}"
+                print(f"  {place:>3}. {video.video_id}  {what}  best span {best}")
     if args.out:
         write_text_atomic(args.out, "".join(json.dumps(line) + "\n" for line in lines))
         print(f"wrote {args.out}: rankings of {len(lines)} queries over {len(ranker.index)} videos "
@@ -146,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
             "settings": {key: getattr(settings, key) for key in (
                 "top_videos", "top_spans", "rerank", "pooling", "pooling_temperature", "dual_softmax",
                 "dual_softmax_temperature", "bank_size")},
+            "fusion": {"stage1_weight": ranker.fusion[0], "stage2_weight": ranker.fusion[1]},
             "rankings": [{"query": sentence, "videos": [_video_payload(video) for video in videos]}
                          for sentence, videos in zip(sentences, rankings)],
         })

@@ -1,5 +1,6 @@
 """Rank a corpus of videos for a sentence: which videos show it, and where.
 
+- ``fit.py``: fit a checkpoint for ranking (train the retrieval heads, fit how stage 2 fuses the two stages)
 - ``index.py``: the corpus index on disk (per-video clip states and coarse embeddings, appended and committed)
 - ``build.py``: fill an index from a feature file or video files with a checkpoint's model
 - ``scoring.py``: (query, stored video) pairs through the span scorer; the dual-softmax rescoring
@@ -14,7 +15,7 @@ Measured accuracy and speed: docs/ranking.md.
 
 from typing import Any
 
-__all__ = ["RankedVideo", "Ranker", "RankingSettings", "VideoIndex"]
+__all__ = ["RankedVideo", "Ranker", "RankerFitSettings", "RankingSettings", "VideoIndex", "fit_ranker"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from grounding.ranking import ranker
 
         return getattr(ranker, name)
+    if name in ("RankerFitSettings", "fit_ranker"):
+        from grounding.ranking import fit
+
+        return getattr(fit, name)
     raise AttributeError(f"module 'grounding.ranking' has no attribute {name!r}")

@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -79,32 +79,19 @@ def build_index(
     added = 0
     bar = tqdm(total=len(todo), desc="index", unit="video", disable=not progress, file=sys.stderr)
     for first in range(0, len(todo), chunk):
-        ids, feats, durations = [], [], []
-        for video_id in todo[first : first + chunk]:
-            try:
-                clip_feats, duration = source.load(video_id)
-                encoded = grounder.encode_features(clip_feats, duration, video_id)
-            except InputError as error:
-                failed[video_id] = str(error)
-                continue
+        ids, durations, states_list, embedding_list, bank_list = [], [], [], [], []
+        for video_id, duration, states in _encoded(grounder, source, todo[first : first + chunk], failed):
             ids.append(video_id)
-            feats.append(encoded.clip_feats)
-            durations.append(encoded.duration)
+            durations.append(duration)
+            states_list.append(states)
+            mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
+            embedding_list.append(model.embed_video(states, mask))
+            if bank_queries is not None:
+                bank_list.append(pooled_scores(
+                    model, states.expand(len(bank_queries), -1, -1), bank_queries,
+                    torch.arange(len(bank_queries)), bank["pooling"], bank["temperature"],
+                ).numpy())
         if ids:
-            # One video per forward pass: a video's stored numbers never depend on which videos share its chunk,
-            # so an index built in parts, or extended later, equals one built at once bit for bit.
-            states_list, embedding_list, bank_list = [], [], []
-            for clip_feats in feats:
-                clip_feats = clip_feats[None].to(grounder.device)
-                mask = torch.ones(clip_feats.shape[:2], dtype=torch.bool, device=grounder.device)
-                states = model.encode_clips(clip_feats, mask)
-                states_list.append(states)
-                embedding_list.append(model.embed_video(states, mask))
-                if bank_queries is not None:
-                    bank_list.append(pooled_scores(
-                        model, states.expand(len(bank_queries), -1, -1), bank_queries,
-                        torch.arange(len(bank_queries)), bank["pooling"], bank["temperature"],
-                    ).numpy())
             clip_states = torch.cat(states_list)
             embeddings = torch.cat(embedding_list)
             bank_scores = np.stack(bank_list) if bank_queries is not None else None
@@ -113,6 +100,47 @@ def build_index(
         bar.update(len(todo[first : first + chunk]))
     bar.close()
     return IndexSummary(added, already, failed, len(index), round(time.perf_counter() - began, 2))
+
+
+def _encoded(
+    grounder: Grounder, source: VideoSource, video_ids: Sequence[str], failed: dict[str, str]
+) -> Iterator[tuple[str, float, torch.Tensor]]:
+    """``(video_id, duration, clip_states (1, T, H))`` of each video that loads; the others go into ``failed``.
+
+    One video per forward pass: a video's numbers never depend on which videos share its chunk, so an index built
+    in parts, or extended later, equals one built at once bit for bit.
+    """
+    for video_id in video_ids:
+        try:
+            clip_feats, duration = source.load(video_id)
+            encoded = grounder.encode_features(clip_feats, duration, video_id)
+        except InputError as error:
+            failed[video_id] = str(error)
+            continue
+        clip_feats = encoded.clip_feats[None].to(grounder.device)
+        mask = torch.ones(clip_feats.shape[:2], dtype=torch.bool, device=grounder.device)
+        yield video_id, encoded.duration, grounder.model.encode_clips(clip_feats, mask)
+
+
+@torch.no_grad()
+def encode_videos(
+    grounder: Grounder, source: VideoSource, progress: bool = True
+) -> tuple[list[str], list[float], list[torch.Tensor]]:
+    """Every video of ``source`` encoded as an index stores it: ``(video ids, durations, [(1, T, H) clip states])``;
+    a video that fails to load is reported on stderr and left out."""
+    ids, durations, states = [], [], []
+    failed: dict[str, str] = {}
+    videos = list(dict.fromkeys(source.video_ids))
+    for video_id, duration, clip_states in tqdm(
+        _encoded(grounder, source, videos, failed), total=len(videos), desc="encode", unit="video",
+        disable=not progress, file=sys.stderr,
+    ):
+        ids.append(video_id)
+        durations.append(duration)
+        states.append(clip_states)
+    for video_id, reason in list(failed.items())[:5]:
+        print(f"failed: {video_id}: {reason}", file=sys.stderr)
+    return ids, durations, states
 
 
 def _chosen(available: Sequence[str], wanted: Sequence[str] | None, problem: str, fix: str) -> list[str]:

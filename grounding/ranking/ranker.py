@@ -34,6 +34,7 @@ from grounding.ranking.scoring import (
     check_sentences,
     dual_softmax_scores,
     encode_queries,
+    fusion_of,
     pooled_scores,
     score_pairs,
 )
@@ -50,11 +51,15 @@ class RankedVideo:
 
     Attributes:
         video_id: the video.
-        score: what orders the ranking: the pooled log-score of its spans (or its dual-softmax rescoring) for a
-            reranked video; the stage-1 cosine similarity for one stage 2 did not see (``reranked`` False).
+        score: what orders the ranking. For a reranked video: the stage-2 score ``a * stage1_score + b * pooled``
+            (``a, b`` fitted by ``grounding fit-ranker``; ``0, 1`` = the pooled log-score of its spans for a
+            checkpoint that was not), or its dual-softmax rescoring; for one stage 2 did not see (``reranked``
+            False): the stage-1 cosine similarity.
         spans: its best spans ``Span(start, end, score)`` in seconds, best first (empty when not reranked).
         stage1_score: the cosine similarity of the coarse embeddings.
         reranked: whether stage 2 scored it.
+        probability: the softmax of ``score`` over the query's reranked videos: the chance that this one is a
+            right one, given that one of the M is (calibrated by ``grounding fit-ranker``; NaN when not reranked).
     """
 
     video_id: str
@@ -62,6 +67,7 @@ class RankedVideo:
     spans: list[Span] = field(default_factory=list)
     stage1_score: float = float("nan")
     reranked: bool = False
+    probability: float = float("nan")
 
 
 @dataclass
@@ -121,6 +127,7 @@ class Ranker:
         self.model = grounder.model
         self.index = index
         self.pair_batch = pair_batch
+        self.fusion = fusion_of(self.model)  # stage 2's score = a * cosine + b * pooled
 
     @classmethod
     def from_index(cls, path: str | os.PathLike[str], device: str = "cpu") -> Ranker:
@@ -145,7 +152,7 @@ class Ranker:
     def rank_many(self, queries: Sequence[str], settings: RankingSettings | None = None,
                   progress: bool = False) -> list[list[RankedVideo]]:
         """Rank the index for each sentence; one list per sentence, best first."""
-        settings = self._resolved(settings or RankingSettings())
+        settings = self.resolved(settings or RankingSettings())
         sentences = check_sentences(queries)
         count = len(self.index)
         if count == 0 or not sentences:
@@ -167,7 +174,8 @@ class Ranker:
         return results
 
     # ---- the steps ----
-    def _resolved(self, settings: RankingSettings) -> RankingSettings:
+    def resolved(self, settings: RankingSettings) -> RankingSettings:
+        """``settings`` checked, with the checkpoint's defaults filled in (InputError on a bad setting)."""
         loss = self.model.config.loss
         pooling = settings.pooling or loss.ranking_pooling
         temperature = settings.pooling_temperature or loss.ranking_pooling_temperature
@@ -207,8 +215,12 @@ class Ranker:
         rows = np.unique(candidate_rows[candidate_rows >= 0])
         temperature = settings.dual_softmax_temperature
         if settings.dual_softmax == "train":
-            assert self.index.bank_scores is not None
-            values = bank_normalisers(self.index.bank_scores[rows], temperature)
+            assert self.index.bank_scores is not None and self.index.bank is not None
+            bank_pooled = np.asarray(self.index.bank_scores[rows], dtype=np.float64)
+            bank_embeddings = None
+            if self.fusion[0]:
+                bank_embeddings = encode_queries(self.model, self.grounder.text_encoder, self.index.bank["sentences"]).embeddings
+            values = bank_normalisers(self._stage2_bank(rows, bank_embeddings, bank_pooled), temperature)
             return dict(zip(rows.tolist(), values.tolist()))
         if len(encoded) < 2:
             raise InputError("a transductive dual softmax needs a batch of queries to draw its bank from (--queries)")
@@ -225,7 +237,17 @@ class Ranker:
             self.model, states, bank, pairs_query, settings.pooling, settings.pooling_temperature, self.pair_batch,
             video_index=pairs_row,
         ).view(len(rows), len(bank))
-        return dict(zip(rows.tolist(), bank_normalisers(scores.numpy(), temperature).tolist()))
+        stage2 = self._stage2_bank(rows, bank.embeddings, scores.double().numpy())
+        return dict(zip(rows.tolist(), bank_normalisers(stage2, temperature).tolist()))
+
+    def _stage2_bank(self, rows: np.ndarray, bank_embeddings: torch.Tensor | None, pooled: np.ndarray) -> np.ndarray:
+        """(R, B) the bank queries' stage-2 scores on the videos ``rows``, from their pooled scores (R, B)."""
+        stage1_weight, stage2_weight = self.fusion
+        scores = stage2_weight * pooled
+        if stage1_weight and bank_embeddings is not None:
+            cosine = np.asarray(self.index.embeddings[rows], dtype=np.float64) @ bank_embeddings.double().cpu().numpy().T
+            scores = scores + stage1_weight * cosine
+        return scores
 
     def _rank_chunk(
         self,
@@ -255,10 +277,16 @@ class Ranker:
                 pooled[part] = pool_span_scores(output, settings.pooling, settings.pooling_temperature).cpu().numpy()
                 durations = torch.from_numpy(index.durations[np.asarray(pair_row[part])])
                 spans[part] = decode_spans(output, durations, top_k=settings.top_spans, nms_threshold=settings.nms)
-        final = pooled
+        cosine = np.empty(len(pair_row))
+        position = 0
+        for query in chunk:
+            count = int((stage1_rows[query, :reranked] >= 0).sum())
+            cosine[position : position + count] = stage1_scores[query, :count]
+            position += count
+        final = self.fusion[0] * cosine + self.fusion[1] * pooled
         if normalisers is not None:
             z = np.array([normalisers[row] for row in pair_row])
-            final = dual_softmax_scores(pooled, z, settings.dual_softmax_temperature)
+            final = dual_softmax_scores(final, z, settings.dual_softmax_temperature)
         results = []
         position = 0
         for query in chunk:
@@ -268,10 +296,11 @@ class Ranker:
             picked = range(position, position + count)
             position += count
             order = sorted(picked, key=lambda p: (-final[p], pair_row[p]))
+            probability = np.exp(final[order] - np.logaddexp.reduce(final[order])) if order else np.empty(0)
             ranked = [
                 RankedVideo(index.video_ids[pair_row[p]], float(final[p]), spans[p],
-                            float(stage1_scores[query, p - picked.start]), True)
-                for p in order
+                            float(stage1_scores[query, p - picked.start]), True, float(chance))
+                for p, chance in zip(order, probability)
             ]
             ranked += [
                 RankedVideo(index.video_ids[int(row)], float(score), [], float(score), False)

@@ -21,6 +21,7 @@ from grounding.model import GroundingModel, GroundingOutput
 from grounding.model.pooling import check_pooling, pool_span_scores
 
 DEFAULT_PAIR_BATCH = 64  # (query, video) pairs per forward pass
+RANKING_KEY = "ranking"  # the checkpoint metadata key of a ranker fitted by grounding fit-ranker
 
 
 @dataclass
@@ -143,7 +144,8 @@ def pooled_scores(
 
 
 def bank_normalisers(bank_scores: np.ndarray, temperature: float) -> np.ndarray:
-    """Per video, ``logsumexp_b(bank_score[b] / temperature)`` over the bank's queries: (R, B) -> (R,)."""
+    """Per video, ``logsumexp_b(bank_score[b] / temperature)`` over the bank's queries: (R, B) -> (R,) (the bank's
+    scores are stage-2 scores, on the same scale as the scores they normalise)."""
     scaled = np.asarray(bank_scores, dtype=np.float64) / temperature
     top = scaled.max(axis=1, keepdims=True)
     return (top + np.log(np.exp(scaled - top).sum(axis=1, keepdims=True)))[:, 0]
@@ -169,3 +171,11 @@ def dual_softmax_scores(scores: np.ndarray, normalisers: np.ndarray, temperature
     """
     scaled = np.asarray(scores, dtype=np.float64) / temperature
     return 2.0 * scaled - np.logaddexp(scaled, normalisers)
+
+
+def fusion_of(model: GroundingModel) -> tuple[float, float]:
+    """``(a, b)`` of the reranked score ``a * cosine + b * pooled`` a checkpoint was fitted with; ``(0, 1)`` (the
+    pooled span score alone) for a checkpoint that was not."""
+    ranking = model.pretrained_metadata.get(RANKING_KEY) or {}
+    fusion = ranking.get("fusion") or {}
+    return float(fusion.get("stage1_weight", 0.0)), float(fusion.get("stage2_weight", 1.0))
