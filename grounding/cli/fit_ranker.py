@@ -50,6 +50,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="stage-2 depth the fusion is fitted at (default 20, grounding rank's default)")
     parser.add_argument("--calibration-fraction", type=float, default=0.1, metavar="F",
                         help="share of training videos held out to fit the fusion (default 0.1)")
+    parser.add_argument("--own-video-only", action="store_true",
+                        help="only a sentence's own video is its positive (other true videos are left out of the "
+                        "loss); default: every video --relevant lists is a positive")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the batches (default 0)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the fit's report as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = RankerFitSettings(
         alpha=args.alpha, beta=args.beta, temperature=args.temperature, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, calibration_fraction=args.calibration_fraction, rerank=args.rerank, seed=args.seed,
+        learning_rate=args.lr, calibration_fraction=args.calibration_fraction, rerank=args.rerank, multi_positive=not args.own_video_only, seed=args.seed,
     )
     settings.check()
     out = Path(args.out)

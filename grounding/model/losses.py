@@ -135,9 +135,13 @@ def hn_nce_loss(logits: Tensor, positive: Tensor, negative_mask: Tensor, alpha: 
     the denominator. ``alpha = 1, beta = 0`` is InfoNCE exactly (``w_j = 1``). Rows without a negative carry no
     contrast and are left out of the mean.
 
+    With several positives per row (a bool mask, e.g. every video a query is true of), :math:`e^{s_p}` becomes
+    :math:`\sum_{p \in P} e^{s_p}` in both places: the multi-positive InfoNCE at ``alpha = 1, beta = 0``.
+
     Args:
         logits: (A, C) float, scores already divided by the temperature.
-        positive: (A,) int64, each row's positive column.
+        positive: (A,) int64, each row's positive column; or (A, C) bool, each row's positive columns (a row
+            without one is left out like a row without a negative).
         negative_mask: (A, C) bool, True where a column may serve as a negative (the positive column is never one).
         alpha: in (0, 1].
         beta: >= 0.
@@ -145,13 +149,19 @@ def hn_nce_loss(logits: Tensor, positive: Tensor, negative_mask: Tensor, alpha: 
     Returns:
         scalar, the mean over rows with at least one negative; 0 (keeping the graph) when there is none.
     """
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    columns = torch.arange(logits.shape[1], device=logits.device)
-    negatives = negative_mask & (columns[None, :] != positive[:, None])
-    has_negative = negatives.any(dim=1)
+    if positive.dtype == torch.bool:  # several positives per row: their summed exponentials take e^{s_p}'s place
+        negatives = negative_mask & ~positive
+        has_negative = negatives.any(dim=1) & positive.any(dim=1)
+        safe = positive | ~positive.any(dim=1, keepdim=True)  # a row without a positive: finite, then left out
+        positive_logit = torch.logsumexp(logits.masked_fill(~safe, -math.inf), dim=1)
+    else:
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        columns = torch.arange(logits.shape[1], device=logits.device)
+        negatives = negative_mask & (columns[None, :] != positive[:, None])
+        positive_logit = logits[rows, positive]
+        has_negative = negatives.any(dim=1)
     if not bool(has_negative.any()):
         return logits.sum() * 0.0
-    positive_logit = logits[rows, positive]
     if beta == 0:
         log_weights = torch.zeros_like(logits)  # exactly 1: InfoNCE
     else:

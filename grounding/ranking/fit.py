@@ -6,7 +6,8 @@ span score, and so every grounding figure, is the checkpoint's own (tested). Two
 
 1. **Heads.** Each training sentence is scored against the embeddings of *every* candidate video (the training
    videos, encoded once), with HN-NCE (``alpha``, ``beta``; ``alpha = 1, beta = 0`` is InfoNCE). The query's own
-   video is the positive; a video the query is known to be true of (multi-positive truth) is never a negative.
+   video is a positive, and so is every video the query is known to be true of (multi-positive truth;
+   ``multi_positive=False`` leaves those out of the loss instead): a true match is never a negative.
 2. **Fusion.** On the sentences of held-out videos (``calibration_fraction``), stage 1 retrieves the top
    ``rerank`` videos and stage 2 scores them; the reranked score is ``a * cosine + b * pooled span log-score``,
    with ``(a, b)`` fitted by the multi-positive log-likelihood of a softmax over those candidates. That softmax is
@@ -49,6 +50,8 @@ class RankerFitSettings:
         calibration_fraction: share of the training videos whose sentences fit the fusion instead.
         rerank: stage-2 depth M the fusion is fitted at.
         pooling, pooling_temperature: how span scores become a video score (default: the checkpoint's).
+        multi_positive: every video a sentence is true of is a positive (else only its own video, the others
+            neither positive nor negative).
         seed: seeds the split, the initial order and the batches.
     """
 
@@ -63,6 +66,7 @@ class RankerFitSettings:
     rerank: int = 20
     pooling: str | None = None
     pooling_temperature: float | None = None
+    multi_positive: bool = True
     seed: int = 0
 
     def check(self) -> None:
@@ -178,7 +182,8 @@ def train_retrieval_heads(
                 videos = model.embed_video(clip_states, clip_mask)  # (N, H)
                 query = model.embed_query(queries.word_states[rows], queries.word_mask[rows])  # (B, H)
                 logits = query @ videos.T / settings.temperature
-                loss = hn_nce_loss(logits, own[rows], ~positives[rows], settings.alpha, settings.beta)
+                positive = positives[rows] if settings.multi_positive else own[rows]
+                loss = hn_nce_loss(logits, positive, ~positives[rows], settings.alpha, settings.beta)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
