@@ -99,6 +99,24 @@ def test_hn_nce_weights_hard_negatives_by_hand():
     )
 
 
+def test_multi_positive_hn_nce_sums_the_positives_by_hand():
+    logits = torch.tensor([[2.0, 1.0, -1.0, 0.5], [0.0, 3.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]], requires_grad=True)
+    positive = torch.tensor([[True, True, False, False], [False, True, False, False], [False, False, False, False]])
+    everything = torch.ones(3, 4, dtype=torch.bool)
+    loss = hn_nce_loss(logits, positive, everything)  # row 2 has no positive: left out
+    row0 = -math.log((math.exp(2.0) + math.exp(1.0)) / sum(math.exp(v) for v in (2.0, 1.0, -1.0, 0.5)))
+    row1 = -math.log(math.exp(3.0) / sum(math.exp(v) for v in (0.0, 3.0, 1.0, 0.0)))
+    assert float(loss.detach()) == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    # one positive per row as a mask is the index form exactly, at any alpha and beta
+    single = torch.tensor([0, 1])
+    mask = torch.nn.functional.one_hot(single, 4).bool()
+    for alpha, beta in ((1.0, 0.0), (0.5, 2.0)):
+        assert float(hn_nce_loss(logits[:2].detach(), mask, everything[:2], alpha, beta)) == pytest.approx(
+            float(hn_nce_loss(logits[:2].detach(), single, everything[:2], alpha, beta)), rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and not logits.grad[2].any()
+
+
 def test_rows_without_negatives_carry_no_loss():
     logits = torch.tensor([[1.0, 5.0], [0.0, 0.0]], requires_grad=True)
     mask = torch.tensor([[False, False], [True, True]])
