@@ -85,16 +85,19 @@ def _chosen_ids(
     try:
         records = read_annotations(path, format=file_format, durations=durations).records
         return list(dict.fromkeys(r.video_id for r in records)), {r.video_id: r.duration for r in records}
-    except InputError:
+    except InputError as error:
         if file_format is not None:
             raise
+        annotation_error = error
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"--ids {path}: cannot read it ({error})") from None
     ids = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    if not ids:
-        raise InputError(f"--ids {path}: neither an annotation file nor a list of video ids (one per line)")
+    if not ids or any(len(video_id.split()) > 1 for video_id in ids):
+        # not a list of ids (one word per line): the annotation reader's complaint is the useful one
+        raise InputError(f"--ids {path}: neither a list of video ids (one per line) nor a readable annotation file: "
+                         f"{annotation_error}") from None
     return ids, {}
 
 

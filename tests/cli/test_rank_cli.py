@@ -135,3 +135,12 @@ def test_rank_refuses_bad_input_in_one_line(trained, tmp_path: Path, capsys, arg
 def test_rank_on_a_folder_that_is_not_an_index(tmp_path: Path, capsys) -> None:
     assert main(["rank", "--index", str(tmp_path), "--query", "a red ball jumps"]) == 2
     assert "is not a grounding index" in capsys.readouterr().err
+
+
+def test_index_ids_from_a_broken_annotation_file_reports_the_reader_error(trained, tmp_path: Path, capsys) -> None:
+    world, run = trained
+    broken = tmp_path / "broken.txt"
+    broken.write_text("v00 1.0 2.0##a red ball jumps\nv01 not-a-number 3.0##the blue box spins\n")
+    assert main(index_args(world, run, tmp_path / "index", "--ids", str(broken))) == 2
+    err = capsys.readouterr().err
+    assert "neither a list of video ids" in err and "broken.txt" in err and len(err.strip().splitlines()) == 1
