@@ -53,6 +53,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--own-video-only", action="store_true",
                         help="only a sentence's own video is its positive (other true videos are left out of the "
                         "loss); default: every video --relevant lists is a positive")
+    parser.add_argument("--video-pooling", choices=("mean", "mean-max"), default=None,
+                        help="pooling of the video embedding: mean, or mean-max (mean and max over clips; a new "
+                        "video projection is trained); default: the checkpoint's")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the batches (default 0)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the fit's report as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = RankerFitSettings(
         alpha=args.alpha, beta=args.beta, temperature=args.temperature, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, calibration_fraction=args.calibration_fraction, rerank=args.rerank, multi_positive=not args.own_video_only, seed=args.seed,
+        learning_rate=args.lr, calibration_fraction=args.calibration_fraction, rerank=args.rerank, multi_positive=not args.own_video_only,
+        video_pooling=args.video_pooling, seed=args.seed,
     )
     settings.check()
     out = Path(args.out)

@@ -284,6 +284,9 @@ def _section_from_dict(path: str, section_type: type, values: Any) -> Any:
     return section_type(**values)
 
 
+VIDEO_EMBEDDING_POOLINGS = ("mean", "mean-max")
+
+
 @dataclass
 class GroundingConfig:
     """Everything that shapes a :class:`grounding.model.GroundingModel` (and its loss).
@@ -300,6 +303,9 @@ class GroundingConfig:
         input_dropout: dropout on the (standardised) clip features before the video projection, in training
             only (default 0.0). Frozen features of few videos are easy to memorise; Moment-DETR drops 50 % of
             its input features for the same reason.
+        video_embedding_pooling: how :meth:`GroundingModel.embed_video` pools the clip states into the coarse
+            retrieval embedding (stage 1 of ranking): ``mean`` (default) or ``mean-max`` (the mean and the max over
+            clips, concatenated before the projection: a short event is not averaged away). Grounding never uses it.
         video_graph, text, matching, span, loss: the nested sections documented on their classes.
 
     Example::
@@ -314,6 +320,7 @@ class GroundingConfig:
     hidden_size: int = 256
     standardize_inputs: bool = True
     input_dropout: float = 0.0
+    video_embedding_pooling: str = "mean"
     video_graph: VideoGraphConfig = field(default_factory=VideoGraphConfig)
     text: TextConfig = field(default_factory=TextConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
@@ -326,6 +333,11 @@ class GroundingConfig:
         check_int("hidden_size", self.hidden_size, 2)
         check_bool("standardize_inputs", self.standardize_inputs)
         check_number("input_dropout", self.input_dropout, 0.0, 0.9)
+        if self.video_embedding_pooling not in VIDEO_EMBEDDING_POOLINGS:
+            raise ConfigError(
+                f"video_embedding_pooling must be one of {', '.join(VIDEO_EMBEDDING_POOLINGS)}, got "
+                f"{self.video_embedding_pooling!r}"
+            )
         if self.hidden_size % 2:
             raise ConfigError(f"hidden_size must be even (sinusoidal encodings split it in halves), got {self.hidden_size}")
         for name, section_type in _SECTIONS.items():

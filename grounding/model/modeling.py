@@ -261,7 +261,8 @@ class GroundingModel(PretrainedModel):
             fusion_dilated=span.fusion_dilated,
             share_layer_weights=span.share_layer_weights,
         )
-        self.video_projection = nn.Linear(hidden, hidden)
+        pooled_width = 2 * hidden if config.video_embedding_pooling == "mean-max" else hidden
+        self.video_projection = nn.Linear(pooled_width, hidden)
         self.query_pool = nn.Linear(hidden, 1, bias=False)  # softmax logits: a bias would cancel
         self.query_projection = nn.Linear(hidden, hidden)
 
@@ -408,7 +409,8 @@ class GroundingModel(PretrainedModel):
         return self.query_encoder(word_feats, word_mask, word_edge_index.long())
 
     def embed_video(self, clip_states: Tensor, clip_mask: Tensor) -> Tensor:
-        """The coarse retrieval embedding of encoded videos: the mean of the real clip states, projected.
+        """The coarse retrieval embedding of encoded videos: the real clip states pooled
+        (``config.video_embedding_pooling``: their mean, or their mean and max concatenated), projected.
 
         Args:
             clip_states: (B, T, H) from :meth:`encode_clips`.
@@ -418,7 +420,11 @@ class GroundingModel(PretrainedModel):
             (B, H) float, unit-norm (stage 1 of :mod:`grounding.ranking` compares it with :meth:`embed_query`).
         """
         uniform = torch.zeros_like(clip_mask, dtype=clip_states.dtype)  # equal logits: a masked mean
-        return F.normalize(self.video_projection(masked_attention_pool(clip_states, clip_mask, uniform)), dim=-1)
+        pooled = masked_attention_pool(clip_states, clip_mask, uniform)
+        if self.config.video_embedding_pooling == "mean-max":
+            peak = clip_states.masked_fill(~clip_mask[..., None], -torch.inf).amax(dim=1)
+            pooled = torch.cat([pooled, peak], dim=-1)
+        return F.normalize(self.video_projection(pooled), dim=-1)
 
     def embed_query(self, word_states: Tensor, word_mask: Tensor) -> Tensor:
         """The coarse retrieval embedding of encoded queries: an attention pool of the word states, projected.

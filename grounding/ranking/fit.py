@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from grounding.errors import InputError
 from grounding.inference import Grounder
 from grounding.model import GroundingModel
+from grounding.model.config import VIDEO_EMBEDDING_POOLINGS
 from grounding.model.losses import hn_nce_loss
 from grounding.ranking.build import VideoSource, encode_videos
 from grounding.ranking.scoring import RANKING_KEY, EncodedQueries, encode_queries, pooled_scores
@@ -52,6 +53,9 @@ class RankerFitSettings:
         pooling, pooling_temperature: how span scores become a video score (default: the checkpoint's).
         multi_positive: every video a sentence is true of is a positive (else only its own video, the others
             neither positive nor negative).
+        video_pooling: the video embedding's pooling (``mean`` or ``mean-max``, see
+            ``GroundingConfig.video_embedding_pooling``); None keeps the checkpoint's. A change gives the model a
+            new, freshly initialised video projection (the heads are trained anyway).
         seed: seeds the split, the initial order and the batches.
     """
 
@@ -67,6 +71,7 @@ class RankerFitSettings:
     pooling: str | None = None
     pooling_temperature: float | None = None
     multi_positive: bool = True
+    video_pooling: str | None = None
     seed: int = 0
 
     def check(self) -> None:
@@ -81,6 +86,8 @@ class RankerFitSettings:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.calibration_fraction < 1:
             raise InputError(f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
+        if self.video_pooling not in (None, *VIDEO_EMBEDDING_POOLINGS):
+            raise InputError(f"video pooling must be one of {', '.join(VIDEO_EMBEDDING_POOLINGS)}, got {self.video_pooling!r}")
 
 
 @dataclass
@@ -135,6 +142,21 @@ def positives_matrix(
             if other in column:
                 positives[row, column[other]] = True
     return positives, own
+
+
+def set_video_pooling(model: GroundingModel, pooling: str, seed: int = 0) -> None:
+    """Give ``model`` the video-embedding pooling ``pooling`` in place (its config, and a new seeded video
+    projection of the right width when the pooling changes; nothing else is touched)."""
+    if model.config.video_embedding_pooling == pooling:
+        return
+    import dataclasses
+
+    model.config = dataclasses.replace(model.config, video_embedding_pooling=pooling)
+    old = model.video_projection
+    width = 2 * model.config.hidden_size if pooling == "mean-max" else model.config.hidden_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.video_projection = torch.nn.Linear(width, old.out_features).to(old.weight.device, old.weight.dtype)
 
 
 def _subset(queries: EncodedQueries, rows: Tensor) -> EncodedQueries:
@@ -296,6 +318,8 @@ def fit_ranker(
     pooling = settings.pooling or loss.ranking_pooling
     pooling_temperature = settings.pooling_temperature or loss.ranking_pooling_temperature
     model = grounder.model.eval()
+    if settings.video_pooling is not None:
+        set_video_pooling(model, settings.video_pooling, settings.seed)
     video_ids, _, states = encode_videos(grounder, source, progress=progress)
     if not video_ids:
         raise InputError("no video could be encoded; check --features and --annotations")

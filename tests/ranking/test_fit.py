@@ -183,3 +183,30 @@ def test_the_command_writes_a_fitted_checkpoint(world: Path, checkpoint: Path, t
     assert main(["fit-ranker", "--checkpoint", str(checkpoint), "--features", str(world / "features.h5"),
                  "--annotations", str(world / "train.jsonl"), "--out", str(checkpoint)]) == 2
     assert "write the fitted one to a new folder" in capsys.readouterr().err
+
+
+def test_mean_max_pooling_gives_a_wider_head_and_keeps_the_grounding(world: Path, checkpoint: Path, tmp_path: Path) -> None:
+    grounder = Grounder.from_pretrained(checkpoint)
+    queries, relevant = train_queries(world)
+    ids = sorted({video for _, video, _ in queries})
+    settings = RankerFitSettings(epochs=3, batch_size=4, calibration_fraction=0.25, rerank=4, video_pooling="mean-max")
+    report = fit_ranker(grounder, feature_source(world / "features.h5", ids, {}), queries, relevant, settings,
+                        progress=False)
+    save_fitted(grounder.model, tmp_path / "fitted", report, str(checkpoint))
+    fitted = GroundingModel.from_pretrained(tmp_path / "fitted")
+    hidden = fitted.config.hidden_size
+    assert fitted.config.video_embedding_pooling == "mean-max"
+    assert fitted.video_projection.weight.shape == (hidden, 2 * hidden)
+    states = torch.randn(2, 5, hidden)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    with torch.no_grad():
+        embedding = fitted.embed_video(states, mask)
+        second = torch.cat([states[1, :3].mean(0), states[1, :3].amax(0)])
+        expected = torch.nn.functional.normalize(fitted.video_projection(second), dim=-1)
+    assert torch.allclose(embedding[1], expected, atol=1e-6)
+    original = GroundingModel.from_pretrained(checkpoint).state_dict()
+    for name, tensor in fitted.state_dict().items():
+        if name.split(".")[0] not in RETRIEVAL_HEADS:
+            assert torch.equal(tensor, original[name]), name
+    with pytest.raises(InputError, match="video pooling"):
+        RankerFitSettings(video_pooling="median").check()
