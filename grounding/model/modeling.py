@@ -419,11 +419,20 @@ class GroundingModel(PretrainedModel):
         Returns:
             (B, H) float, unit-norm (stage 1 of :mod:`grounding.ranking` compares it with :meth:`embed_query`).
         """
+        return self.project_video(self.pool_video(clip_states, clip_mask))
+
+    def pool_video(self, clip_states: Tensor, clip_mask: Tensor) -> Tensor:
+        """The first half of :meth:`embed_video`, without parameters: (B, T, H) -> (B, H), or (B, 2H) for
+        ``mean-max`` pooling."""
         uniform = torch.zeros_like(clip_mask, dtype=clip_states.dtype)  # equal logits: a masked mean
         pooled = masked_attention_pool(clip_states, clip_mask, uniform)
         if self.config.video_embedding_pooling == "mean-max":
             peak = clip_states.masked_fill(~clip_mask[..., None], -torch.inf).amax(dim=1)
             pooled = torch.cat([pooled, peak], dim=-1)
+        return pooled
+
+    def project_video(self, pooled: Tensor) -> Tensor:
+        """The second half of :meth:`embed_video`: pooled clip states -> (B, H) unit-norm embedding."""
         return F.normalize(self.video_projection(pooled), dim=-1)
 
     def embed_query(self, word_states: Tensor, word_mask: Tensor) -> Tensor:

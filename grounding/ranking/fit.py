@@ -38,6 +38,7 @@ from grounding.ranking.build import VideoSource, encode_videos
 from grounding.ranking.scoring import RANKING_KEY, EncodedQueries, encode_queries, pooled_scores
 
 RETRIEVAL_HEADS = ("video_projection", "query_projection", "query_pool")
+FUSION_RIDGE = 1e-6  # L2 on the two fusion weights (a tie-breaker: 24^2 * 1e-6 is 0.1 % of a typical loss)
 
 
 @dataclass
@@ -190,7 +191,8 @@ def train_retrieval_heads(
     for parameter in parameters:
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    clip_mask = torch.ones(clip_states.shape[:2], dtype=torch.bool)
+    with torch.no_grad():  # the trunk is frozen: the pooled clip states never change
+        pooled = model.pool_video(clip_states, torch.ones(clip_states.shape[:2], dtype=torch.bool))
     losses: list[float] = []
     steps = settings.epochs * math.ceil(len(own) / settings.batch_size)
     bar = tqdm(total=steps, desc="fit heads", unit="step", disable=not progress, file=sys.stderr)
@@ -201,7 +203,7 @@ def train_retrieval_heads(
             total, count = 0.0, 0
             for first in range(0, len(order), settings.batch_size):
                 rows = order[first : first + settings.batch_size]
-                videos = model.embed_video(clip_states, clip_mask)  # (N, H)
+                videos = model.project_video(pooled)  # (N, H), = model.embed_video(clip_states, mask)
                 query = model.embed_query(queries.word_states[rows], queries.word_mask[rows])  # (B, H)
                 logits = query @ videos.T / settings.temperature
                 positive = positives[rows] if settings.multi_positive else own[rows]
@@ -268,6 +270,7 @@ def fit_fusion(
                 optimizer.zero_grad()
                 fused = weights[0] * stage1[usable] + weights[1] * pooled[usable]
                 loss = (torch.logsumexp(fused, dim=1) - torch.logsumexp(fused.masked_fill(~right[usable], -math.inf), dim=1)).mean()
+                loss = loss + FUSION_RIDGE * weights.square().sum()  # finite weights when the held-out ranking separates
                 loss.backward()
                 return loss
 
@@ -324,7 +327,8 @@ def fit_ranker(
     if not video_ids:
         raise InputError("no video could be encoded; check --features and --annotations")
     clip_states = torch.cat(states).float().cpu()
-    kept = [(qid, video, sentence) for qid, video, sentence in queries if video in set(video_ids)]
+    encoded_videos = set(video_ids)
+    kept = [(qid, video, sentence) for qid, video, sentence in queries if video in encoded_videos]
     if not kept:
         raise InputError("no training sentence is about an encoded video; check that --annotations matches --features")
     positives, own = positives_matrix([(qid, video) for qid, video, _ in kept], video_ids, relevant)
