@@ -11,8 +11,8 @@ import torch
 
 from grounding.cli.main import main
 from grounding.errors import InputError
-from grounding.inference import PIPELINE_KEY, Grounder, PipelineInfo
-from grounding.model import GroundingConfig, GroundingModel
+from grounding.inference import Grounder
+from grounding.model import GroundingModel
 from grounding.model.losses import hn_nce_loss
 from grounding.model.pooling import pool_span_scores
 from grounding.ranking import Ranker, VideoIndex
@@ -26,9 +26,9 @@ from grounding.ranking.fit import (
     split_by_video,
 )
 from grounding.ranking.scoring import RANKING_KEY, fusion_of
-from tests.training import TINY_MODEL, single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
+from tests.ranking import SENTENCES, save_tiny_checkpoint
+from tests.training import single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
 
-SENTENCES = ["a red ball jumps", "the blue box spins"]  # even videos show the first, odd ones the second
 SETTINGS = RankerFitSettings(epochs=40, batch_size=4, learning_rate=3e-3, calibration_fraction=0.25, rerank=4,
                              temperature=0.1)
 
@@ -40,12 +40,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = GroundingModel(GroundingConfig.from_dict(TINY_MODEL))
-    pipeline = PipelineInfo(text_encoder=f"glove:{world / 'glove.txt'}", syntax="sequential", nms=0.5, top_k=3)
-    folder = tmp_path_factory.mktemp("checkpoint")
-    model.save_pretrained(folder, metadata={PIPELINE_KEY: pipeline.to_json()})
-    return folder
+    return save_tiny_checkpoint(world, tmp_path_factory.mktemp("checkpoint"))
 
 
 def train_queries(world: Path) -> tuple[list[tuple[int, str, str]], dict[int, tuple[str, ...]]]:

@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from grounding.errors import InputError
-from grounding.inference import PIPELINE_KEY, Grounder, PipelineInfo
-from grounding.model import GroundingConfig, GroundingModel, decode_spans
+from grounding.inference import Grounder
+from grounding.model import GroundingModel, decode_spans
 from grounding.model.pooling import pool_span_scores
 from grounding.ranking import Ranker, RankingSettings, VideoIndex
 from grounding.ranking.build import build_index, feature_source, sample_bank
 from grounding.ranking.index import CLIP_STATES_FILE, INDEX_FILE, VIDEOS_FILE
 from grounding.ranking.scoring import bank_normalisers, dual_softmax_scores
-from tests.training import TINY_MODEL, single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
+from tests.ranking import SENTENCES, save_tiny_checkpoint
+from tests.training import single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
 
-SENTENCES = ["a red ball jumps", "the blue box spins"]
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = GroundingModel(GroundingConfig.from_dict(TINY_MODEL))
-    pipeline = PipelineInfo(text_encoder=f"glove:{world / 'glove.txt'}", syntax="sequential", nms=0.5, top_k=3)
-    folder = tmp_path_factory.mktemp("checkpoint")
-    model.save_pretrained(folder, metadata={PIPELINE_KEY: pipeline.to_json()})
-    return folder
+    return save_tiny_checkpoint(world, tmp_path_factory.mktemp("checkpoint"))
 
 
 def new_index(folder: Path, checkpoint: Path, bank: list[str] | None = None) -> VideoIndex:
