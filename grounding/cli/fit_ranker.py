@@ -43,7 +43,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--alpha", type=float, default=1.0, help="HN-NCE alpha in (0, 1] (default 1)")
     parser.add_argument("--beta", type=float, default=0.5, help="HN-NCE beta >= 0; 0 = InfoNCE (default 0.5)")
     parser.add_argument("--temperature", type=float, default=0.05, help="contrastive temperature (default 0.05)")
-    parser.add_argument("--epochs", type=int, default=30, help="passes over the training sentences (default 30)")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="passes over the training sentences (default 30; 0 keeps the heads of an already fitted "
+                        "checkpoint and refits only the fusion and the calibration)")
     parser.add_argument("--batch-size", type=int, default=128, help="sentences per step (default 128)")
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     parser.add_argument("--rerank", type=int, default=20, metavar="M",

@@ -72,16 +72,19 @@ def _video_payload(video: Any) -> dict[str, Any]:
     }
 
 
-def corpus_windows(videos: list[Any]) -> list[list[Any]]:
-    """``[vid, start, end, score]`` rows over the reranked videos, best first: a span's score is the video's
-    probability times the span's score relative to the video's top span (so a video's top span scores its
-    probability, and windows of a better video come first)."""
+def corpus_windows(videos: list[Any], by_probability: bool = True) -> list[list[Any]]:
+    """``[vid, start, end, score]`` rows over the reranked videos, best first: a span's score is the video's weight
+    times the span's score relative to the video's top span, so a video's top span scores its weight and windows
+    of a better video come first. The weight is the video's probability, or (``by_probability`` False: a dual
+    softmax reordered the videos, the probability did not follow) ``exp(score - best score)``."""
     rows = []
+    best = max((video.score for video in videos if video.spans), default=0.0)
     for video in videos:
         if not video.spans:
             continue
         top = video.spans[0].score
-        factor = video.probability / top if top > 0 else video.probability
+        weight = video.probability if by_probability else math.exp(video.score - best)
+        factor = weight / top if top > 0 else weight
         rows += [[video.video_id, span.start, span.end, span.score * factor] for span in video.spans]
     rows.sort(key=lambda row: -row[3])
     return rows
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     for position, (sentence, videos) in enumerate(zip(sentences, rankings)):
         qid = records[position].qid if records is not None else position
         lines.append({"qid": qid, "query": sentence, "video_ranking": [video.video_id for video in videos],
-                      "pred_corpus_windows": corpus_windows(videos), "transductive": transductive})
+                      "pred_corpus_windows": corpus_windows(videos, settings.dual_softmax is None), "transductive": transductive})
     if records is None:
         for sentence, videos in zip(sentences, rankings):
             print(f"{sentence}")

@@ -48,7 +48,8 @@ class RankerFitSettings:
     Attributes:
         alpha, beta: HN-NCE's (see :func:`grounding.model.losses.hn_nce_loss`); ``1, 0`` is InfoNCE.
         temperature: the contrastive softmax's temperature on cosine similarities.
-        epochs, batch_size, learning_rate, weight_decay: the heads' AdamW training (batch = sentences).
+        epochs, batch_size, learning_rate, weight_decay: the heads' AdamW training (batch = sentences);
+            ``epochs=0`` keeps the heads as they are and refits only the fusion and the calibration.
         calibration_fraction: share of the training videos whose sentences fit the fusion instead.
         rerank: stage-2 depth M the fusion is fitted at.
         pooling, pooling_temperature: how span scores become a video score (default: the checkpoint's).
@@ -82,11 +83,15 @@ class RankerFitSettings:
             raise InputError(f"beta must be >= 0, got {self.beta}")
         if not self.temperature > 0:
             raise InputError(f"temperature must be > 0, got {self.temperature}")
-        for name in ("epochs", "batch_size", "rerank"):
+        if self.epochs < 0:
+            raise InputError(f"epochs must be >= 0, got {self.epochs}")
+        for name in ("batch_size", "rerank"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.calibration_fraction < 1:
             raise InputError(f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
+        if self.video_pooling is not None and self.epochs == 0:
+            raise InputError("a video pooling needs its new projection trained: give epochs >= 1 with it")
         if self.video_pooling not in (None, *VIDEO_EMBEDDING_POOLINGS):
             raise InputError(f"video pooling must be one of {', '.join(VIDEO_EMBEDDING_POOLINGS)}, got {self.video_pooling!r}")
 
@@ -239,10 +244,14 @@ def fit_fusion(
     pooling: str,
     pooling_temperature: float,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Fit ``(a, b)`` of ``a * cosine + b * pooled`` over each query's stage-1 top ``rerank`` (see the module doc).
+    """Fit ``(a, b)`` of ``a * cosine + b * pooled`` over each query's stage-1 top ``rerank`` (see the module doc),
+    then the per-video calibration ``P(the video is a true one) = sigmoid(scale * fused + bias)`` by the binary
+    log-loss over the same (query, candidate) pairs (Platt scaling; it keeps the order of ``fused``).
 
     Returns:
-        ``(fusion, figures)``: the weights, and VR@1 / VR@10 (in %) of stage 1, stage 2 alone and the fusion.
+        ``(fusion, figures)``: ``stage1_weight``, ``stage2_weight``, ``probability_scale``, ``probability_bias`` (the
+        last two left out when every held-out candidate is right, or every one wrong); and VR@1 / VR@10 (in %) of
+        stage 1, stage 2 alone and the fusion.
     """
     mask = torch.ones(clip_states.shape[:2], dtype=torch.bool)
     videos = model.embed_video(clip_states, mask)
@@ -281,7 +290,39 @@ def fit_fusion(
     fused = a * stage1 + b * pooled
     figures["fused_vr1"] = _hits_at(fused, right, 1)
     figures["fused_vr10"] = _hits_at(fused, right, 10)
-    return {"stage1_weight": a, "stage2_weight": b}, figures
+    fusion = {"stage1_weight": a, "stage2_weight": b}
+    platt = _platt(fused.reshape(-1), right.reshape(-1).double())
+    if platt is None:
+        print("not calibrating the probability: the held-out candidates are all right or all wrong (the ranker "
+              "will report a softmax over the reranked videos); use more --calibration-fraction or --rerank",
+              file=sys.stderr)
+    else:
+        fusion["probability_scale"], fusion["probability_bias"] = platt
+    return fusion, figures
+
+
+def _platt(scores: Tensor, labels: Tensor) -> tuple[float, float] | None:
+    """``(scale, bias)`` minimising the binary log-loss of ``sigmoid(scale * score + bias)`` against 0/1 labels;
+    None when the labels are all the same (nothing to calibrate against)."""
+    parameters = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    if len(scores) == 0 or labels.min() == labels.max():
+        return None
+    with torch.enable_grad():
+        optimizer = torch.optim.LBFGS([parameters], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            logits = parameters[0] * scores + parameters[1]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+            loss = loss + FUSION_RIDGE * parameters.square().sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+    scale, bias = (float(value) for value in parameters.detach())
+    if not (math.isfinite(scale) and math.isfinite(bias)):
+        raise InputError("the calibration fit diverged; use more calibration sentences (--calibration-fraction)")
+    return scale, bias
 
 
 def split_by_video(video_of_query: Sequence[str], fraction: float, seed: int) -> tuple[Tensor, Tensor]:

@@ -31,6 +31,7 @@ from grounding.ranking.scoring import (
     DEFAULT_PAIR_BATCH,
     EncodedQueries,
     bank_normalisers,
+    calibration_of,
     check_sentences,
     dual_softmax_scores,
     encode_queries,
@@ -58,8 +59,9 @@ class RankedVideo:
         spans: its best spans ``Span(start, end, score)`` in seconds, best first (empty when not reranked).
         stage1_score: the cosine similarity of the coarse embeddings.
         reranked: whether stage 2 scored it.
-        probability: the softmax of ``score`` over the query's reranked videos: the chance that this one is a
-            right one, given that one of the M is (calibrated by ``grounding fit-ranker``; NaN when not reranked).
+        probability: the chance that this video is a true one: ``sigmoid(scale * score + bias)`` as calibrated by
+            ``grounding fit-ranker`` (on the score before a dual-softmax rescoring); for a checkpoint that was not
+            fitted, the softmax of ``score`` over the reranked videos. NaN when not reranked.
     """
 
     video_id: str
@@ -128,6 +130,7 @@ class Ranker:
         self.index = index
         self.pair_batch = pair_batch
         self.fusion = fusion_of(self.model)  # stage 2's score = a * cosine + b * pooled
+        self.calibration = calibration_of(self.model)  # P(true video) = sigmoid(scale * score + bias), when fitted
 
     @classmethod
     def from_index(cls, path: str | os.PathLike[str], device: str = "cpu") -> Ranker:
@@ -283,7 +286,8 @@ class Ranker:
             count = int((stage1_rows[query, :reranked] >= 0).sum())
             cosine[position : position + count] = stage1_scores[query, :count]
             position += count
-        final = self.fusion[0] * cosine + self.fusion[1] * pooled
+        fused = self.fusion[0] * cosine + self.fusion[1] * pooled
+        final = fused
         if normalisers is not None:
             z = np.array([normalisers[row] for row in pair_row])
             final = dual_softmax_scores(final, z, settings.dual_softmax_temperature)
@@ -296,7 +300,11 @@ class Ranker:
             picked = range(position, position + count)
             position += count
             order = sorted(picked, key=lambda p: (-final[p], pair_row[p]))
-            probability = np.exp(final[order] - np.logaddexp.reduce(final[order])) if order else np.empty(0)
+            if self.calibration is not None:  # fitted per video, on the score before any dual-softmax rescoring
+                scale, bias = self.calibration
+                probability = 1.0 / (1.0 + np.exp(-(scale * fused[order] + bias)))
+            else:  # not fitted: a softmax over the reranked videos (sums to 1; not a calibrated chance)
+                probability = np.exp(final[order] - np.logaddexp.reduce(final[order])) if order else np.empty(0)
             ranked = [
                 RankedVideo(index.video_ids[pair_row[p]], float(final[p]), spans[p],
                             float(stage1_scores[query, p - picked.start]), True, float(chance))

@@ -179,3 +179,12 @@ def fusion_of(model: GroundingModel) -> tuple[float, float]:
     ranking = model.pretrained_metadata.get(RANKING_KEY) or {}
     fusion = ranking.get("fusion") or {}
     return float(fusion.get("stage1_weight", 0.0)), float(fusion.get("stage2_weight", 1.0))
+
+
+def calibration_of(model: GroundingModel) -> tuple[float, float] | None:
+    """``(scale, bias)`` of the per-video probability ``sigmoid(scale * stage-2 score + bias)`` a checkpoint was
+    fitted with (``grounding fit-ranker``); None for a checkpoint that was not."""
+    fusion = (model.pretrained_metadata.get(RANKING_KEY) or {}).get("fusion") or {}
+    if "probability_scale" not in fusion:
+        return None
+    return float(fusion["probability_scale"]), float(fusion.get("probability_bias", 0.0))

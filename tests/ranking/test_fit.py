@@ -25,11 +25,11 @@ from grounding.ranking.fit import (
     save_fitted,
     split_by_video,
 )
-from grounding.ranking.scoring import RANKING_KEY, fusion_of
+from grounding.ranking.scoring import RANKING_KEY, calibration_of, fusion_of
 from tests.ranking import SENTENCES, save_tiny_checkpoint
 from tests.training import single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
 
-SETTINGS = RankerFitSettings(epochs=40, batch_size=4, learning_rate=3e-3, calibration_fraction=0.25, rerank=4,
+SETTINGS = RankerFitSettings(epochs=40, batch_size=4, learning_rate=3e-3, calibration_fraction=0.25, rerank=12,
                              temperature=0.1)
 
 
@@ -115,8 +115,34 @@ def test_the_ranker_scores_with_the_fitted_fusion(world: Path, fitted: tuple[Pat
             encoded = grounder.encode_features(store.get(video.video_id), float(store.attrs(video.video_id)["duration"]))
             pooled = float(pool_span_scores(grounder.predict(encoded, [SENTENCES[1]]).output, "max")[0])
             assert video.score == pytest.approx(a * video.stage1_score + b * pooled, abs=1e-4)
+    scale, bias = calibration_of(grounder.model)
+    for video in ranking:
+        assert video.probability == pytest.approx(1.0 / (1.0 + np.exp(-(scale * video.score + bias))), abs=1e-9)
     chances = np.array([video.probability for video in ranking])
+    assert np.all((chances > 0) & (chances < 1)) and np.all(np.diff(chances) * np.sign(scale) <= 1e-12)
+
+
+def test_an_unfitted_ranker_s_probability_is_a_softmax_over_the_reranked(world: Path, checkpoint: Path,
+                                                                        tmp_path: Path) -> None:
+    assert calibration_of(GroundingModel.from_pretrained(checkpoint)) is None
+    ranker = Ranker(Grounder.from_pretrained(checkpoint), index_of(tmp_path / "index", world, checkpoint))
+    chances = np.array([video.probability for video in ranker.rank(SENTENCES[0], top_videos=6, rerank=6)])
     assert chances.sum() == pytest.approx(1.0) and np.all(np.diff(chances) <= 1e-12)
+
+
+def test_epochs_zero_refits_only_the_fusion(world: Path, fitted: tuple[Path, object], tmp_path: Path) -> None:
+    grounder = Grounder.from_pretrained(fitted[0])
+    queries, relevant = train_queries(world)
+    ids = sorted({video for _, video, _ in queries})
+    settings = RankerFitSettings(epochs=0, calibration_fraction=0.25, rerank=12)
+    report = fit_ranker(grounder, feature_source(world / "features.h5", ids, {}), queries, relevant, settings,
+                        progress=False)
+    assert report.epoch_losses == []
+    before = GroundingModel.from_pretrained(fitted[0]).state_dict()
+    assert all(torch.equal(tensor, before[name]) for name, tensor in grounder.model.state_dict().items())
+    assert set(report.fusion) == {"stage1_weight", "stage2_weight", "probability_scale", "probability_bias"}
+    with pytest.raises(InputError, match="epochs >= 1"):
+        RankerFitSettings(epochs=0, video_pooling="mean-max").check()
 
 
 def test_an_unfitted_checkpoint_ranks_by_the_pooled_score(checkpoint: Path) -> None:
@@ -149,7 +175,7 @@ def test_the_calibration_split_holds_out_whole_videos() -> None:
 
 
 def test_bad_settings_get_one_line_errors() -> None:
-    for bad in (dict(alpha=0.0), dict(beta=-1.0), dict(temperature=0.0), dict(epochs=0), dict(calibration_fraction=1.0)):
+    for bad in (dict(alpha=0.0), dict(beta=-1.0), dict(temperature=0.0), dict(epochs=-1), dict(calibration_fraction=1.0)):
         with pytest.raises(InputError):
             RankerFitSettings(**bad).check()  # type: ignore[arg-type]
 
