@@ -302,7 +302,7 @@ class Ranker:
             order = sorted(picked, key=lambda p: (-final[p], pair_row[p]))
             if self.calibration is not None:  # fitted per video, on the score before any dual-softmax rescoring
                 scale, bias = self.calibration
-                probability = 1.0 / (1.0 + np.exp(-(scale * fused[order] + bias)))
+                probability = 0.5 * (1.0 + np.tanh(0.5 * (scale * fused[order] + bias)))  # the sigmoid, overflow-free
             else:  # not fitted: a softmax over the reranked videos (sums to 1; not a calibrated chance)
                 probability = np.exp(final[order] - np.logaddexp.reduce(final[order])) if order else np.empty(0)
             ranked = [
