@@ -21,7 +21,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = add_command(
         subparsers, "fit-ranker", "fit a checkpoint for ranking videos (before 'grounding index')",
         "Train a checkpoint's retrieval embeddings (stage 1 of 'grounding rank') on the training sentences against\n"
-        "every training video, with HN-NCE (--alpha 1 --beta 0 is InfoNCE); the rest of the model is frozen, so\n"
+        "every training video, with InfoNCE (or HN-NCE with --beta > 0); the rest of the model is frozen, so\n"
         "its grounding is unchanged. Then fit, on the sentences of held-out training videos, how the reranked\n"
         "score combines the stage-1 cosine with the pooled span score (a calibrated softmax over the top M).\n"
         "--relevant (multi-positive truth, as grounding synth writes it) keeps true matches out of the negatives.\n"
@@ -41,7 +41,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="relevance file of --annotations (every video each sentence is true of)")
     parser.add_argument("--out", required=True, metavar="DIR", help="where the fitted checkpoint goes")
     parser.add_argument("--alpha", type=float, default=1.0, help="HN-NCE alpha in (0, 1] (default 1)")
-    parser.add_argument("--beta", type=float, default=0.5, help="HN-NCE beta >= 0; 0 = InfoNCE (default 0.5)")
+    parser.add_argument("--beta", type=float, default=0.0,
+                        help="HN-NCE beta >= 0: weights harder negatives up; 0 = InfoNCE (default 0)")
     parser.add_argument("--temperature", type=float, default=0.05, help="contrastive temperature (default 0.05)")
     parser.add_argument("--epochs", type=int, default=30,
                         help="passes over the training sentences (default 30; 0 keeps the heads of an already fitted "
@@ -55,9 +56,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--own-video-only", action="store_true",
                         help="only a sentence's own video is its positive (other true videos are left out of the "
                         "loss); default: every video --relevant lists is a positive")
-    parser.add_argument("--video-pooling", choices=("mean", "mean-max"), default=None,
-                        help="pooling of the video embedding: mean, or mean-max (mean and max over clips; a new "
-                        "video projection is trained); default: the checkpoint's")
+    parser.add_argument("--video-pooling", choices=("mean", "mean-max"), default="mean-max",
+                        help="pooling of the video embedding: mean-max (default: mean and max over clips) or mean; "
+                        "a change from the checkpoint's trains a new video projection")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the batches (default 0)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the fit's report as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -30,7 +30,7 @@ from tests.ranking import SENTENCES, save_tiny_checkpoint
 from tests.training import single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
 
 SETTINGS = RankerFitSettings(epochs=40, batch_size=4, learning_rate=3e-3, calibration_fraction=0.25, rerank=12,
-                             temperature=0.1)
+                             temperature=0.1, beta=0.5, video_pooling=None)  # HN-NCE, the checkpoint's mean pooling
 
 
 @pytest.fixture(scope="module")
@@ -134,15 +134,16 @@ def test_epochs_zero_refits_only_the_fusion(world: Path, fitted: tuple[Path, obj
     grounder = Grounder.from_pretrained(fitted[0])
     queries, relevant = train_queries(world)
     ids = sorted({video for _, video, _ in queries})
-    settings = RankerFitSettings(epochs=0, calibration_fraction=0.25, rerank=12)
+    settings = RankerFitSettings(epochs=0, calibration_fraction=0.25, rerank=12, video_pooling="mean")
     report = fit_ranker(grounder, feature_source(world / "features.h5", ids, {}), queries, relevant, settings,
                         progress=False)
     assert report.epoch_losses == []
     before = GroundingModel.from_pretrained(fitted[0]).state_dict()
     assert all(torch.equal(tensor, before[name]) for name, tensor in grounder.model.state_dict().items())
     assert set(report.fusion) == {"stage1_weight", "stage2_weight", "probability_scale", "probability_bias"}
-    with pytest.raises(InputError, match="epochs >= 1"):
-        RankerFitSettings(epochs=0, video_pooling="mean-max").check()
+    with pytest.raises(InputError, match="epochs >= 1"):  # a new projection cannot go untrained
+        fit_ranker(grounder, feature_source(world / "features.h5", ids, {}), queries, relevant,
+                   RankerFitSettings(epochs=0, video_pooling="mean-max"), progress=False)
 
 
 def test_an_unfitted_checkpoint_ranks_by_the_pooled_score(checkpoint: Path) -> None:
@@ -197,7 +198,8 @@ def test_the_command_writes_a_fitted_checkpoint(world: Path, checkpoint: Path, t
     assert status == 0
     report = json.loads((tmp_path / "fit.json").read_text())
     assert report["videos"] == 12 and report["train_queries"] + report["calibration_queries"] == 12
-    assert len(report["epoch_losses"]) == 3 and report["settings"]["beta"] == 0.5
+    assert len(report["epoch_losses"]) == 3 and report["settings"]["beta"] == 0.0
+    assert report["settings"]["video_pooling"] == "mean-max"  # the defaults: InfoNCE, mean-max
     assert fusion_of(GroundingModel.from_pretrained(out)) == (report["fusion"]["stage1_weight"],
                                                               report["fusion"]["stage2_weight"])
     assert "fusion" in capsys.readouterr().out
