@@ -69,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from grounding.data.annotations import read_annotations
-    from grounding.data.charades_sta import read_durations
     from grounding.inference import Grounder
     from grounding.model import find_checkpoint
     from grounding.ranking.build import feature_source
@@ -93,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
         truth = read_relevance(args.relevant, annotations)
         relevant = {qid: tuple(videos) for qid, videos in truth.videos.items()}
-    durations = {record.video_id: record.duration for record in records}
-    if args.durations:
-        durations.update(read_durations(args.durations))
+    durations = {record.video_id: record.duration for record in records}  # the reader took --durations into account
     source = feature_source(args.features, list(dict.fromkeys(record.video_id for record in records)), durations)
     torch.manual_seed(args.seed)
     grounder = Grounder.from_pretrained(checkpoint)

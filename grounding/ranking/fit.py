@@ -22,10 +22,11 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -189,7 +190,7 @@ def train_retrieval_heads(
     """
     generator = torch.Generator().manual_seed(settings.seed)
     heads = [getattr(model, name) for name in RETRIEVAL_HEADS]
-    frozen = {name: parameter.requires_grad for name, parameter in model.named_parameters()}
+    requires_grad_before = {name: parameter.requires_grad for name, parameter in model.named_parameters()}
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     parameters = [parameter for head in heads for parameter in head.parameters()]
@@ -224,7 +225,7 @@ def train_retrieval_heads(
     finally:
         bar.close()
         for name, parameter in model.named_parameters():
-            parameter.requires_grad_(frozen[name])
+            parameter.requires_grad_(requires_grad_before[name])
     return losses
 
 
@@ -270,23 +271,13 @@ def fit_fusion(
         "stage1_vr1": _hits_at(cosine, positives, 1), "stage1_vr10": _hits_at(cosine, positives, 10),
         "stage2_vr1": _hits_at(pooled, right, 1), "stage1_recall_at_rerank": round(100.0 * float(usable.float().mean()), 2),
     }
-    weights = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)  # starts at stage 1's order
+    a, b = 1.0, 0.0  # stage 1's order
     if bool(usable.any()):
-        with torch.enable_grad():
-            optimizer = torch.optim.LBFGS([weights], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+        def listwise_loss(weights: Tensor) -> Tensor:
+            fused = weights[0] * stage1[usable] + weights[1] * pooled[usable]
+            return (torch.logsumexp(fused, dim=1) - torch.logsumexp(fused.masked_fill(~right[usable], -math.inf), dim=1)).mean()
 
-            def closure() -> Tensor:
-                optimizer.zero_grad()
-                fused = weights[0] * stage1[usable] + weights[1] * pooled[usable]
-                loss = (torch.logsumexp(fused, dim=1) - torch.logsumexp(fused.masked_fill(~right[usable], -math.inf), dim=1)).mean()
-                loss = loss + FUSION_RIDGE * weights.square().sum()  # finite weights when the held-out ranking separates
-                loss.backward()
-                return loss
-
-            optimizer.step(closure)
-    a, b = (float(value) for value in weights.detach())
-    if not (math.isfinite(a) and math.isfinite(b)):
-        raise InputError("the fusion fit diverged; use more calibration sentences (--calibration-fraction)")
+        a, b = _fit_pair(listwise_loss, "the fusion fit")
     fused = a * stage1 + b * pooled
     figures["fused_vr1"] = _hits_at(fused, right, 1)
     figures["fused_vr10"] = _hits_at(fused, right, 10)
@@ -304,25 +295,31 @@ def fit_fusion(
 def _platt(scores: Tensor, labels: Tensor) -> tuple[float, float] | None:
     """``(scale, bias)`` minimising the binary log-loss of ``sigmoid(scale * score + bias)`` against 0/1 labels;
     None when the labels are all the same (nothing to calibrate against)."""
-    parameters = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
     if len(scores) == 0 or labels.min() == labels.max():
         return None
+    return _fit_pair(
+        lambda parameters: F.binary_cross_entropy_with_logits(parameters[0] * scores + parameters[1], labels),
+        "the calibration fit",
+    )
+
+
+def _fit_pair(loss_of: Callable[[Tensor], Tensor], what: str) -> tuple[float, float]:
+    """Minimise ``loss_of(p) + FUSION_RIDGE * |p|^2`` over two float64 parameters from ``(1, 0)`` with L-BFGS."""
+    parameters = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
     with torch.enable_grad():
         optimizer = torch.optim.LBFGS([parameters], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
 
         def closure() -> Tensor:
             optimizer.zero_grad()
-            logits = parameters[0] * scores + parameters[1]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
-            loss = loss + FUSION_RIDGE * parameters.square().sum()
+            loss = loss_of(parameters) + FUSION_RIDGE * parameters.square().sum()  # finite when the data separate
             loss.backward()
             return loss
 
         optimizer.step(closure)
-    scale, bias = (float(value) for value in parameters.detach())
-    if not (math.isfinite(scale) and math.isfinite(bias)):
-        raise InputError("the calibration fit diverged; use more calibration sentences (--calibration-fraction)")
-    return scale, bias
+    first, second = (float(value) for value in parameters.detach())
+    if not (math.isfinite(first) and math.isfinite(second)):
+        raise InputError(f"{what} diverged; use more calibration sentences (--calibration-fraction)")
+    return first, second
 
 
 def split_by_video(video_of_query: Sequence[str], fraction: float, seed: int) -> tuple[Tensor, Tensor]:

@@ -131,6 +131,7 @@ class Ranker:
         self.pair_batch = pair_batch
         self.fusion = fusion_of(self.model)  # stage 2's score = a * cosine + b * pooled
         self.calibration = calibration_of(self.model)  # P(true video) = sigmoid(scale * score + bias), when fitted
+        self._bank_embeddings: torch.Tensor | None = None  # the train bank's query embeddings, encoded once
 
     @classmethod
     def from_index(cls, path: str | os.PathLike[str], device: str = "cpu") -> Ranker:
@@ -220,10 +221,10 @@ class Ranker:
         if settings.dual_softmax == "train":
             assert self.index.bank_scores is not None and self.index.bank is not None
             bank_pooled = np.asarray(self.index.bank_scores[rows], dtype=np.float64)
-            bank_embeddings = None
-            if self.fusion[0]:
-                bank_embeddings = encode_queries(self.model, self.grounder.text_encoder, self.index.bank["sentences"]).embeddings
-            values = bank_normalisers(self._stage2_bank(rows, bank_embeddings, bank_pooled), temperature)
+            if self.fusion[0] and self._bank_embeddings is None:
+                sentences = self.index.bank["sentences"]
+                self._bank_embeddings = encode_queries(self.model, self.grounder.text_encoder, sentences).embeddings
+            values = bank_normalisers(self._stage2_bank(rows, self._bank_embeddings, bank_pooled), temperature)
             return dict(zip(rows.tolist(), values.tolist()))
         if len(encoded) < 2:
             raise InputError("a transductive dual softmax needs a batch of queries to draw its bank from (--queries)")
@@ -263,12 +264,13 @@ class Ranker:
         settings: RankingSettings,
     ) -> list[list[RankedVideo]]:
         index = self.index
-        pair_query, pair_row = [], []
+        pair_query, pair_row, pair_cosine = [], [], []
         for query in chunk:
             rows = stage1_rows[query, :reranked]
-            rows = rows[rows >= 0]
+            rows = rows[rows >= 0]  # the engine pads a short list with -1 at its end
             pair_query += [query] * len(rows)
             pair_row += rows.tolist()
+            pair_cosine += stage1_scores[query, : len(rows)].tolist()
         pooled = np.empty(len(pair_row))
         spans: list[list[Span]] = [[] for _ in pair_row]
         if pair_row:
@@ -280,13 +282,7 @@ class Ranker:
                 pooled[part] = pool_span_scores(output, settings.pooling, settings.pooling_temperature).cpu().numpy()
                 durations = torch.from_numpy(index.durations[np.asarray(pair_row[part])])
                 spans[part] = decode_spans(output, durations, top_k=settings.top_spans, nms_threshold=settings.nms)
-        cosine = np.empty(len(pair_row))
-        position = 0
-        for query in chunk:
-            count = int((stage1_rows[query, :reranked] >= 0).sum())
-            cosine[position : position + count] = stage1_scores[query, :count]
-            position += count
-        fused = self.fusion[0] * cosine + self.fusion[1] * pooled
+        fused = self.fusion[0] * np.asarray(pair_cosine, dtype=np.float64) + self.fusion[1] * pooled
         final = fused
         if normalisers is not None:
             z = np.array([normalisers[row] for row in pair_row])
@@ -306,8 +302,7 @@ class Ranker:
             else:  # not fitted: a softmax over the reranked videos (sums to 1; not a calibrated chance)
                 probability = np.exp(final[order] - np.logaddexp.reduce(final[order])) if order else np.empty(0)
             ranked = [
-                RankedVideo(index.video_ids[pair_row[p]], float(final[p]), spans[p],
-                            float(stage1_scores[query, p - picked.start]), True, float(chance))
+                RankedVideo(index.video_ids[pair_row[p]], float(final[p]), spans[p], pair_cosine[p], True, float(chance))
                 for p, chance in zip(order, probability)
             ]
             ranked += [

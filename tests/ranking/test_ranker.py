@@ -21,7 +21,6 @@ from tests.ranking import SENTENCES, save_tiny_checkpoint
 from tests.training import single_thread, write_tiny_world  # noqa: F401 (single_thread: autouse)
 
 
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_world(tmp_path_factory.mktemp("world"), num_videos=12, num_test=4)
