@@ -59,6 +59,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--video-pooling", choices=("mean", "mean-max"), default="mean-max",
                         help="pooling of the video embedding: mean-max (default: mean and max over clips) or mean; "
                         "a change from the checkpoint's trains a new video projection")
+    parser.add_argument("--video-features", action=argparse.BooleanOptionalAction, default=True,
+                        help="also pool the input clip features into the video embedding (default: yes; "
+                        "--no-video-features pools the clip states alone); a change from the checkpoint's trains "
+                        "a new video projection")
+    parser.add_argument("--embedding-dropout", type=float, default=0.5, metavar="P",
+                        help="share of the pooled video vector dropped in each training step (default 0.5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the batches (default 0)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the fit's report as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -77,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     settings = RankerFitSettings(
         alpha=args.alpha, beta=args.beta, temperature=args.temperature, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, calibration_fraction=args.calibration_fraction, rerank=args.rerank, multi_positive=not args.own_video_only,
-        video_pooling=args.video_pooling, seed=args.seed,
+        video_pooling=args.video_pooling, video_features=args.video_features,
+        embedding_dropout=args.embedding_dropout, seed=args.seed,
     )
     settings.check()
     out = Path(args.out)

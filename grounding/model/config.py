@@ -306,6 +306,10 @@ class GroundingConfig:
         video_embedding_pooling: how :meth:`GroundingModel.embed_video` pools the clip states into the coarse
             retrieval embedding (stage 1 of ranking): ``mean`` (default) or ``mean-max`` (the mean and the max over
             clips, concatenated before the projection: a short event is not averaged away). Grounding never uses it.
+        video_embedding_features: also pool the model's (standardised) input clip features the same way, beside
+            the clip states, into the video embedding (default False). The pooled vector is then standardised per
+            dimension (statistics that ``grounding fit-ranker`` fits on the training videos) and
+            :meth:`GroundingModel.embed_video` needs the clip features as well as the states.
         video_graph, text, matching, span, loss: the nested sections documented on their classes.
 
     Example::
@@ -321,6 +325,7 @@ class GroundingConfig:
     standardize_inputs: bool = True
     input_dropout: float = 0.0
     video_embedding_pooling: str = "mean"
+    video_embedding_features: bool = False
     video_graph: VideoGraphConfig = field(default_factory=VideoGraphConfig)
     text: TextConfig = field(default_factory=TextConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
@@ -333,6 +338,7 @@ class GroundingConfig:
         check_int("hidden_size", self.hidden_size, 2)
         check_bool("standardize_inputs", self.standardize_inputs)
         check_number("input_dropout", self.input_dropout, 0.0, 0.9)
+        check_bool("video_embedding_features", self.video_embedding_features)
         if self.video_embedding_pooling not in VIDEO_EMBEDDING_POOLINGS:
             raise ConfigError(
                 f"video_embedding_pooling must be one of {', '.join(VIDEO_EMBEDDING_POOLINGS)}, got "

@@ -22,7 +22,6 @@ from typing import Any, Iterable
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from grounding.data.features import compress_ranges
@@ -31,7 +30,8 @@ from grounding.model.config import GroundingConfig
 from grounding.model.layers import CrossModalMatching, FeatureStandardizer, GCNeXtBlock, SyntacticGraphConv
 from grounding.model.outputs import GroundingOutput
 from grounding.model.pretrained import PretrainedModel
-from grounding.model.spans import SpanHead, masked_attention_pool
+from grounding.model.retrieval import RetrievalEmbeddings, retrieval_heads
+from grounding.model.spans import SpanHead
 
 MODEL_TYPE = "grounding-vlg"
 
@@ -182,7 +182,7 @@ def _non_finite_rows(feats: Tensor, mask: Tensor) -> tuple[int, str] | None:
     return sample, compress_ranges(bad[sample].nonzero()[:, 0].tolist())
 
 
-class GroundingModel(PretrainedModel):
+class GroundingModel(RetrievalEmbeddings, PretrainedModel):
     """Temporal grounding with VLG-Net's graphs (Soldelli et al., 2021), made batched and mask-exact.
 
     Args:
@@ -261,10 +261,8 @@ class GroundingModel(PretrainedModel):
             fusion_dilated=span.fusion_dilated,
             share_layer_weights=span.share_layer_weights,
         )
-        pooled_width = 2 * hidden if config.video_embedding_pooling == "mean-max" else hidden
-        self.video_projection = nn.Linear(pooled_width, hidden)
-        self.query_pool = nn.Linear(hidden, 1, bias=False)  # softmax logits: a bias would cancel
-        self.query_projection = nn.Linear(hidden, hidden)
+        for name, head in retrieval_heads(config).items():  # the stage-1 embeddings (grounding.model.retrieval)
+            setattr(self, name, head)
 
     @property
     def candidates(self) -> Tensor:
@@ -408,46 +406,6 @@ class GroundingModel(PretrainedModel):
         word_feats = word_feats.masked_fill(~word_mask[..., None], 0.0)
         return self.query_encoder(word_feats, word_mask, word_edge_index.long())
 
-    def embed_video(self, clip_states: Tensor, clip_mask: Tensor) -> Tensor:
-        """The coarse retrieval embedding of encoded videos: the real clip states pooled
-        (``config.video_embedding_pooling``: their mean, or their mean and max concatenated), projected.
-
-        Args:
-            clip_states: (B, T, H) from :meth:`encode_clips`.
-            clip_mask: (B, T) bool, True = real clip.
-
-        Returns:
-            (B, H) float, unit-norm (stage 1 of :mod:`grounding.ranking` compares it with :meth:`embed_query`).
-        """
-        return self.project_video(self.pool_video(clip_states, clip_mask))
-
-    def pool_video(self, clip_states: Tensor, clip_mask: Tensor) -> Tensor:
-        """The first half of :meth:`embed_video`, without parameters: (B, T, H) -> (B, H), or (B, 2H) for
-        ``mean-max`` pooling."""
-        uniform = torch.zeros_like(clip_mask, dtype=clip_states.dtype)  # equal logits: a masked mean
-        pooled = masked_attention_pool(clip_states, clip_mask, uniform)
-        if self.config.video_embedding_pooling == "mean-max":
-            peak = clip_states.masked_fill(~clip_mask[..., None], -torch.inf).amax(dim=1)
-            pooled = torch.cat([pooled, peak], dim=-1)
-        return pooled
-
-    def project_video(self, pooled: Tensor) -> Tensor:
-        """The second half of :meth:`embed_video`: pooled clip states -> (B, H) unit-norm embedding."""
-        return F.normalize(self.video_projection(pooled), dim=-1)
-
-    def embed_query(self, word_states: Tensor, word_mask: Tensor) -> Tensor:
-        """The coarse retrieval embedding of encoded queries: an attention pool of the word states, projected.
-
-        Args:
-            word_states: (B, L, H) from :meth:`encode_query`.
-            word_mask: (B, L) bool, True = real word.
-
-        Returns:
-            (B, H) float, unit-norm.
-        """
-        pooled = masked_attention_pool(word_states, word_mask, self.query_pool(word_states).squeeze(-1))
-        return F.normalize(self.query_projection(pooled), dim=-1)
-
     def score_encoded(self, clip_states: Tensor, clip_mask: Tensor, word_states: Tensor, word_mask: Tensor) -> GroundingOutput:
         """Match encoded videos with encoded queries, pair by pair, and score every candidate span.
 
@@ -458,9 +416,11 @@ class GroundingModel(PretrainedModel):
             word_mask: (B, L) bool, True = real word.
 
         Returns:
-            :class:`GroundingOutput` with the retrieval embeddings filled in.
+            :class:`GroundingOutput` with the retrieval embeddings filled in (the video's only when it pools the
+            clip states alone: with ``config.video_embedding_features`` it needs :meth:`embed_video` and the
+            clip features).
         """
-        video_embedding = self.embed_video(clip_states, clip_mask)
+        video_embedding = None if self.config.video_embedding_features else self.embed_video(clip_states, clip_mask)
         query_embedding = self.embed_query(word_states, word_mask)
         for layer in self.matching_layers_in_order():
             clip_states, word_states = layer(clip_states, clip_mask, word_states, word_mask)

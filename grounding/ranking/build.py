@@ -80,12 +80,12 @@ def build_index(
     bar = tqdm(total=len(todo), desc="index", unit="video", disable=not progress, file=sys.stderr)
     for first in range(0, len(todo), chunk):
         ids, durations, states_list, embedding_list, bank_list = [], [], [], [], []
-        for video_id, duration, states in _encoded(grounder, source, todo[first : first + chunk], failed):
+        for video_id, duration, clip_feats, states in _encoded(grounder, source, todo[first : first + chunk], failed):
             ids.append(video_id)
             durations.append(duration)
             states_list.append(states)
             mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
-            embedding_list.append(model.embed_video(states, mask))
+            embedding_list.append(model.embed_video(states, mask, clip_feats))
             if bank_queries is not None:
                 bank_list.append(pooled_scores(
                     model, states.expand(len(bank_queries), -1, -1), bank_queries,
@@ -104,8 +104,9 @@ def build_index(
 
 def _encoded(
     grounder: Grounder, source: VideoSource, video_ids: Sequence[str], failed: dict[str, str]
-) -> Iterator[tuple[str, float, torch.Tensor]]:
-    """``(video_id, duration, clip_states (1, T, H))`` of each video that loads; the others go into ``failed``.
+) -> Iterator[tuple[str, float, torch.Tensor, torch.Tensor]]:
+    """``(video_id, duration, clip_feats (1, T, D), clip_states (1, T, H))`` of each video that loads (features
+    resampled to the model's clips); the others go into ``failed``.
 
     One video per forward pass: a video's numbers never depend on which videos share its chunk, so an index built
     in parts, or extended later, equals one built at once bit for bit.
@@ -119,28 +120,31 @@ def _encoded(
             continue
         clip_feats = encoded.clip_feats[None].to(grounder.device)
         mask = torch.ones(clip_feats.shape[:2], dtype=torch.bool, device=grounder.device)
-        yield video_id, encoded.duration, grounder.model.encode_clips(clip_feats, mask)
+        yield video_id, encoded.duration, clip_feats, grounder.model.encode_clips(clip_feats, mask)
 
 
 @torch.no_grad()
 def encode_videos(
     grounder: Grounder, source: VideoSource, progress: bool = True
-) -> tuple[list[str], list[float], list[torch.Tensor]]:
-    """Every video of ``source`` encoded as an index stores it: ``(video ids, durations, [(1, T, H) clip states])``;
-    a video that fails to load is reported on stderr and left out."""
-    ids, durations, states = [], [], []
+) -> tuple[list[str], list[float], list[torch.Tensor], list[torch.Tensor]]:
+    """Every video of ``source`` encoded as an index stores it: ``(video ids, durations, [(1, T, H) clip states],
+    [(1, P) pooled vectors])``, the last by the model's :meth:`~grounding.model.GroundingModel.pool_video` (its
+    config as it is now); a video that fails to load is reported on stderr and left out."""
+    ids, durations, states, pooled = [], [], [], []
     failed: dict[str, str] = {}
     videos = list(dict.fromkeys(source.video_ids))
-    for video_id, duration, clip_states in tqdm(
+    for video_id, duration, clip_feats, clip_states in tqdm(
         _encoded(grounder, source, videos, failed), total=len(videos), desc="encode", unit="video",
         disable=not progress, file=sys.stderr,
     ):
         ids.append(video_id)
         durations.append(duration)
         states.append(clip_states)
+        mask = torch.ones(clip_states.shape[:2], dtype=torch.bool, device=clip_states.device)
+        pooled.append(grounder.model.pool_video(clip_states, mask, clip_feats))
     for video_id, reason in list(failed.items())[:5]:
         print(f"failed: {video_id}: {reason}", file=sys.stderr)
-    return ids, durations, states
+    return ids, durations, states, pooled
 
 
 def _chosen(available: Sequence[str], wanted: Sequence[str] | None, problem: str, fix: str) -> list[str]:

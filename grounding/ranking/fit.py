@@ -5,7 +5,8 @@ What ``grounding fit-ranker`` runs. The grounding model stays frozen: only the c
 span score, and so every grounding figure, is the checkpoint's own (tested). Two steps:
 
 1. **Heads.** Each training sentence is scored against the embeddings of *every* candidate video (the training
-   videos, encoded once), with HN-NCE (``alpha``, ``beta``; ``alpha = 1, beta = 0`` is InfoNCE). The query's own
+   videos, encoded and pooled once: clip states and, by default, input clip features; half of each pooled vector
+   dropped at each step), with HN-NCE (``alpha``, ``beta``; ``alpha = 1, beta = 0`` is InfoNCE). The query's own
    video is a positive, and so is every video the query is known to be true of (multi-positive truth;
    ``multi_positive=False`` leaves those out of the loss instead): a true match is never a negative.
 2. **Fusion.** On the sentences of held-out videos (``calibration_fraction``), stage 1 retrieves the top
@@ -57,11 +58,16 @@ class RankerFitSettings:
         multi_positive: every video a sentence is true of is a positive (else only its own video, the others
             neither positive nor negative).
         video_pooling: the video embedding's pooling (``mean`` or ``mean-max``, the default; see
-            ``GroundingConfig.video_embedding_pooling``); None keeps the checkpoint's. A change gives the model a
-            new, freshly initialised video projection (the heads are trained anyway).
+            ``GroundingConfig.video_embedding_pooling``); None keeps the checkpoint's.
+        video_features: also pool the input clip features into the video embedding (True, the default; see
+            ``GroundingConfig.video_embedding_features``); None keeps the checkpoint's. A change of either gives the
+            model a new, freshly initialised video projection (the heads are trained anyway) and, with features,
+            a standardisation of the pooled vector fitted on the candidate videos.
+        embedding_dropout: share of the pooled video vector dropped in each training step (0.5).
+        seed: seeds the split, the initial order, the batches and the dropout.
 
-    The defaults are the best variant measured in docs/ranking.md (InfoNCE, multi-positive, mean-max).
-        seed: seeds the split, the initial order and the batches.
+    The defaults are the best variant measured in docs/ranking.md (InfoNCE, multi-positive, mean-max, input
+    features pooled too, dropout 0.5).
     """
 
     alpha: float = 1.0
@@ -77,6 +83,8 @@ class RankerFitSettings:
     pooling_temperature: float | None = None
     multi_positive: bool = True
     video_pooling: str | None = "mean-max"
+    video_features: bool | None = True
+    embedding_dropout: float = 0.5
     seed: int = 0
 
     def check(self) -> None:
@@ -91,6 +99,8 @@ class RankerFitSettings:
         for name in ("batch_size", "rerank"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.embedding_dropout < 1:
+            raise InputError(f"embedding dropout must be in [0, 1), got {self.embedding_dropout}")
         if not 0 < self.calibration_fraction < 1:
             raise InputError(f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
         if self.video_pooling not in (None, *VIDEO_EMBEDDING_POOLINGS):
@@ -151,19 +161,33 @@ def positives_matrix(
     return positives, own
 
 
-def set_video_pooling(model: GroundingModel, pooling: str, seed: int = 0) -> None:
-    """Give ``model`` the video-embedding pooling ``pooling`` in place (its config, and a new seeded video
-    projection of the right width when the pooling changes; nothing else is touched)."""
-    if model.config.video_embedding_pooling == pooling:
-        return
+def set_video_embedding(model: GroundingModel, pooling: str | None, features: bool | None, seed: int = 0) -> bool:
+    """Give ``model`` the video-embedding ``pooling`` and ``features`` (None: keep the model's) in place: its config,
+    and new seeded retrieval heads of the right width when either changes (the video projection and, with features,
+    an identity standardisation of the pooled vector; nothing else is touched). Returns whether it changed."""
     import dataclasses
 
-    model.config = dataclasses.replace(model.config, video_embedding_pooling=pooling)
-    old = model.video_projection
-    width = 2 * model.config.hidden_size if pooling == "mean-max" else model.config.hidden_size
+    from grounding.model.retrieval import retrieval_heads
+
+    pooling = model.config.video_embedding_pooling if pooling is None else pooling
+    features = model.config.video_embedding_features if features is None else features
+    if (pooling, features) == (model.config.video_embedding_pooling, model.config.video_embedding_features):
+        return False
+    model.config = dataclasses.replace(model.config, video_embedding_pooling=pooling, video_embedding_features=features)
+    device, dtype = model.video_projection.weight.device, model.video_projection.weight.dtype
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model.video_projection = torch.nn.Linear(width, old.out_features).to(old.weight.device, old.weight.dtype)
+        heads = retrieval_heads(model.config)
+    model.video_projection = heads["video_projection"].to(device, dtype)
+    if "video_embedding_standardizer" in heads:
+        model.video_embedding_standardizer = heads["video_embedding_standardizer"].to(device)
+    elif hasattr(model, "video_embedding_standardizer"):
+        del model.video_embedding_standardizer
+    return True
+
+
+def _describe(pooling: str, features: bool) -> str:
+    return f"{pooling} of the clip states" + (" and the input features" if features else "")
 
 
 def _subset(queries: EncodedQueries, rows: Tensor) -> EncodedQueries:
@@ -173,7 +197,7 @@ def _subset(queries: EncodedQueries, rows: Tensor) -> EncodedQueries:
 
 def train_retrieval_heads(
     model: GroundingModel,
-    clip_states: Tensor,
+    pooled: Tensor,
     queries: EncodedQueries,
     positives: Tensor,
     own: Tensor,
@@ -183,12 +207,13 @@ def train_retrieval_heads(
     """Train :data:`RETRIEVAL_HEADS` in place (everything else stays frozen); returns the mean loss per epoch.
 
     Args:
-        clip_states: (N, T, H) the candidate videos' encoded clips (every clip real).
+        pooled: (N, P) the candidate videos' :meth:`~grounding.model.GroundingModel.pool_video` vectors.
         queries: Q encoded training sentences.
         positives: (Q, N) bool, True where the query is true of the video (never a negative).
         own: (Q,) int64, each query's own video (its positive).
     """
     generator = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)  # the dropout's masks
     heads = [getattr(model, name) for name in RETRIEVAL_HEADS]
     requires_grad_before = {name: parameter.requires_grad for name, parameter in model.named_parameters()}
     for parameter in model.parameters():
@@ -197,8 +222,6 @@ def train_retrieval_heads(
     for parameter in parameters:
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    with torch.no_grad():  # the trunk is frozen: the pooled clip states never change
-        pooled = model.pool_video(clip_states, torch.ones(clip_states.shape[:2], dtype=torch.bool))
     losses: list[float] = []
     steps = settings.epochs * math.ceil(len(own) / settings.batch_size)
     bar = tqdm(total=steps, desc="fit heads", unit="step", disable=not progress, file=sys.stderr)
@@ -209,7 +232,7 @@ def train_retrieval_heads(
             total, count = 0.0, 0
             for first in range(0, len(order), settings.batch_size):
                 rows = order[first : first + settings.batch_size]
-                videos = model.project_video(pooled)  # (N, H), = model.embed_video(clip_states, mask)
+                videos = model.project_video(pooled, settings.embedding_dropout)  # (N, H): embed_video's, with dropout
                 query = model.embed_query(queries.word_states[rows], queries.word_mask[rows])  # (B, H)
                 logits = query @ videos.T / settings.temperature
                 positive = positives[rows] if settings.multi_positive else own[rows]
@@ -239,6 +262,7 @@ def _hits_at(scores: Tensor, positives: Tensor, k: int) -> float:
 def fit_fusion(
     model: GroundingModel,
     clip_states: Tensor,
+    video_vectors: Tensor,
     queries: EncodedQueries,
     positives: Tensor,
     rerank: int,
@@ -249,13 +273,14 @@ def fit_fusion(
     then the per-video calibration ``P(the video is a true one) = sigmoid(scale * fused + bias)`` by the binary
     log-loss over the same (query, candidate) pairs (Platt scaling; it keeps the order of ``fused``).
 
+    ``clip_states`` (N, T, H) feed stage 2 and ``video_vectors`` (N, P), the videos' ``pool_video``, stage 1.
+
     Returns:
         ``(fusion, figures)``: ``stage1_weight``, ``stage2_weight``, ``probability_scale``, ``probability_bias`` (the
         last two left out when every held-out candidate is right, or every one wrong); and VR@1 / VR@10 (in %) of
         stage 1, stage 2 alone and the fusion.
     """
-    mask = torch.ones(clip_states.shape[:2], dtype=torch.bool)
-    videos = model.embed_video(clip_states, mask)
+    videos = model.project_video(video_vectors)  # = model.embed_video of each video
     query = model.embed_query(queries.word_states, queries.word_mask)
     cosine = query @ videos.T  # (Q, N)
     depth = min(rerank, cosine.shape[1])
@@ -359,17 +384,21 @@ def fit_ranker(
     pooling = settings.pooling or loss.ranking_pooling
     pooling_temperature = settings.pooling_temperature or loss.ranking_pooling_temperature
     model = grounder.model.eval()
-    if settings.video_pooling is not None and settings.video_pooling != model.config.video_embedding_pooling:
-        if settings.epochs == 0:
-            raise InputError(
-                f"the checkpoint's video pooling is {model.config.video_embedding_pooling}; a change to "
-                f"{settings.video_pooling} needs its new projection trained (epochs >= 1), or pass that pooling"
-            )
-        set_video_pooling(model, settings.video_pooling, settings.seed)
-    video_ids, _, states = encode_videos(grounder, source, progress=progress)
+    before = (model.config.video_embedding_pooling, model.config.video_embedding_features)
+    wanted = (settings.video_pooling or before[0], before[1] if settings.video_features is None else settings.video_features)
+    if wanted != before and settings.epochs == 0:
+        raise InputError(
+            f"the checkpoint's video embedding is {_describe(*before)}; a change to {_describe(*wanted)} needs new "
+            "heads trained (epochs >= 1), or keep the checkpoint's (--video-pooling, --video-features)"
+        )
+    new_heads = set_video_embedding(model, *wanted, seed=settings.seed)
+    video_ids, _, states, pooled = encode_videos(grounder, source, progress=progress)
     if not video_ids:
         raise InputError("no video could be encoded; check --features and --annotations")
     clip_states = torch.cat(states).float().cpu()
+    video_vectors = torch.cat(pooled).float().cpu()
+    if new_heads and model.config.video_embedding_features:
+        model.video_embedding_standardizer.fit(video_vectors, "the candidate videos' pooled vectors")
     encoded_videos = set(video_ids)
     kept = [(qid, video, sentence) for qid, video, sentence in queries if video in encoded_videos]
     if not kept:
@@ -380,10 +409,10 @@ def fit_ranker(
     train_rows, calibration_rows = split_by_video([video for _, video, _ in kept], settings.calibration_fraction, settings.seed)
     model.cpu()
     losses = train_retrieval_heads(
-        model, clip_states, _subset(encoded, train_rows), positives[train_rows], own[train_rows], settings, progress
+        model, video_vectors, _subset(encoded, train_rows), positives[train_rows], own[train_rows], settings, progress
     )
     fusion, figures = fit_fusion(
-        model, clip_states, _subset(encoded, calibration_rows), positives[calibration_rows], settings.rerank, pooling,
+        model, clip_states, video_vectors, _subset(encoded, calibration_rows), positives[calibration_rows], settings.rerank, pooling,
         pooling_temperature,
     )
     model.to(grounder.device)
@@ -393,7 +422,6 @@ def fit_ranker(
         calibration_queries=len(calibration_rows), epoch_losses=[round(value, 5) for value in losses],
         calibration=figures, seconds=round(time.perf_counter() - began, 2),
     )
-
 
 
 def save_fitted(model: GroundingModel, directory: Any, report: RankerFitReport, source_checkpoint: str) -> None:

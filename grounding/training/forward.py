@@ -43,8 +43,10 @@ class TrainingForward(nn.Module):
         output = model.score_encoded(clip_states, clip_mask, word_states, word_mask)
         fields = {item.name: getattr(output, item.name) for item in dataclasses.fields(output)}
         if self.detach_embeddings:  # the embedding term then trains the embedding heads only
-            fields["video_embedding"] = model.embed_video(clip_states.detach(), clip_mask)
+            fields["video_embedding"] = model.embed_video(clip_states.detach(), clip_mask, clip_feats)
             fields["query_embedding"] = model.embed_query(word_states.detach(), word_mask)
+        elif model.config.video_embedding_features:  # score_encoded cannot pool features it never sees
+            fields["video_embedding"] = model.embed_video(clip_states, clip_mask, clip_feats)
         if negative_index is not None and negative_index.numel():
             videos = negative_index.T.reshape(-1)  # k-major
             queries = torch.arange(clip_feats.shape[0], device=videos.device).repeat(negative_index.shape[1])

@@ -212,13 +212,14 @@ def test_mean_max_pooling_gives_a_wider_head_and_keeps_the_grounding(world: Path
     grounder = Grounder.from_pretrained(checkpoint)
     queries, relevant = train_queries(world)
     ids = sorted({video for _, video, _ in queries})
-    settings = RankerFitSettings(epochs=3, batch_size=4, calibration_fraction=0.25, rerank=4, video_pooling="mean-max")
+    settings = RankerFitSettings(epochs=3, batch_size=4, calibration_fraction=0.25, rerank=4, video_pooling="mean-max",
+                                 video_features=False)
     report = fit_ranker(grounder, feature_source(world / "features.h5", ids, {}), queries, relevant, settings,
                         progress=False)
     save_fitted(grounder.model, tmp_path / "fitted", report, str(checkpoint))
     fitted = GroundingModel.from_pretrained(tmp_path / "fitted")
     hidden = fitted.config.hidden_size
-    assert fitted.config.video_embedding_pooling == "mean-max"
+    assert fitted.config.video_embedding_pooling == "mean-max" and not fitted.config.video_embedding_features
     assert fitted.video_projection.weight.shape == (hidden, 2 * hidden)
     states = torch.randn(2, 5, hidden)
     mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
@@ -233,3 +234,41 @@ def test_mean_max_pooling_gives_a_wider_head_and_keeps_the_grounding(world: Path
             assert torch.equal(tensor, original[name]), name
     with pytest.raises(InputError, match="video pooling"):
         RankerFitSettings(video_pooling="median").check()
+
+
+def test_pooled_input_features_widen_the_head_are_standardised_and_keep_the_grounding(
+    world: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    grounder = Grounder.from_pretrained(checkpoint)
+    queries, relevant = train_queries(world)
+    ids = sorted({video for _, video, _ in queries})
+    settings = RankerFitSettings(epochs=2, batch_size=4, calibration_fraction=0.25, rerank=4, video_pooling="mean")
+    report = fit_ranker(grounder, feature_source(world / "features.h5", ids, {}), queries, relevant, settings,
+                        progress=False)
+    assert report.settings["video_features"] is True and report.settings["embedding_dropout"] == 0.5
+    save_fitted(grounder.model, tmp_path / "fitted", report, str(checkpoint))
+    fitted = GroundingModel.from_pretrained(tmp_path / "fitted")
+    config = fitted.config
+    assert config.video_embedding_features
+    assert fitted.video_projection.weight.shape == (config.hidden_size, config.hidden_size + config.input_dim)
+    states, feats = torch.randn(1, 4, config.hidden_size), torch.randn(1, 4, config.input_dim)
+    mask = torch.tensor([[True, True, True, False]])
+    with torch.no_grad():
+        pooled = torch.cat([states[0, :3].mean(0), fitted.clip_standardizer(feats[0, :3]).mean(0)])
+        standardizer = fitted.video_embedding_standardizer
+        expected = torch.nn.functional.normalize(
+            fitted.video_projection((pooled - standardizer.mean) / standardizer.std), dim=-1)
+        assert torch.allclose(fitted.embed_video(states, mask, feats)[0], expected, atol=1e-5)
+        # fitted on the candidate videos: their pooled vectors come out with mean 0
+        assert not torch.equal(standardizer.mean, torch.zeros_like(standardizer.mean))
+    with pytest.raises(InputError, match="pass clip_feats"):
+        fitted.embed_video(states, mask)
+    original = GroundingModel.from_pretrained(checkpoint).state_dict()
+    for name, tensor in fitted.state_dict().items():
+        if name.split(".")[0] not in (*RETRIEVAL_HEADS, "video_embedding_standardizer"):
+            assert torch.equal(tensor, original[name]), name
+    with pytest.raises(InputError, match="needs new heads trained"):
+        fit_ranker(Grounder.from_pretrained(checkpoint), feature_source(world / "features.h5", ids, {}), queries,
+                   relevant, RankerFitSettings(epochs=0), progress=False)
+    with pytest.raises(InputError, match="embedding dropout"):
+        RankerFitSettings(embedding_dropout=1.0).check()

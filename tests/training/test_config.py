@@ -300,5 +300,6 @@ def test_shipped_configs_resolve_as_before(name: str) -> None:
     expected["model"]["loss"].update(LOSS_KEYS_ADDED)
     expected["data"].setdefault("train_relevant", None)
     expected["model"].setdefault("video_embedding_pooling", "mean")  # added with grounding fit-ranker
+    expected["model"].setdefault("video_embedding_features", False)
     assert load_config(CONFIGS / f"{name}.yaml").to_dict() == expected
     assert "backbone" not in yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()).get("data", {})
