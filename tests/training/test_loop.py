@@ -247,6 +247,25 @@ def test_the_training_forward_gives_the_model_s_numbers_and_the_negative_pairs()
     assert torch.allclose(fields["negative_span_scores"][1], query1_on_video2.span_scores[0], atol=1e-6)
 
 
+def test_the_training_forward_pools_the_input_features_when_the_embedding_asks_for_them() -> None:
+    import dataclasses
+
+    from grounding.training.forward import TrainingForward
+    from tests.model import make_batch
+    from tests.model import tiny_config as tiny_model_config
+
+    torch.manual_seed(0)
+    model = GroundingModel(dataclasses.replace(tiny_model_config(), video_embedding_features=True)).eval()
+    inputs = make_batch([8, 6, 7], [5, 3, 4])
+    with torch.no_grad():
+        assert model(*inputs).video_embedding is None  # score_encoded never sees the features
+        for detach in (False, True):
+            fields = TrainingForward(model, detach_embeddings=detach)(*inputs)
+            clip_states = model.encode_clips(inputs[0], inputs[1])
+            expected = model.embed_video(clip_states, inputs[1], inputs[0])
+            assert torch.allclose(fields["video_embedding"], expected, atol=1e-6)
+
+
 def test_known_true_matches_are_never_negatives(world: Path, tmp_path: Path) -> None:
     from grounding.eval.relevance import relevance_line
     from grounding.model import LossConfig
