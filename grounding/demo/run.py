@@ -82,6 +82,7 @@ class DemoResult:
     example_duration: float = 0.0
     examples: list[GroundedSentence] = field(default_factory=list)
     rankings: list[tuple[str, list[RankedRow]]] = field(default_factory=list)
+    ranking_metrics: dict[str, float] = field(default_factory=dict)  # VR@k of the test sentences, their count
     seconds: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
 
@@ -232,29 +233,41 @@ def _ground_examples(result: DemoResult, grounder: Any, features: Path, annotati
 
 
 def _rank_examples(result: DemoResult, index: Path, world: Path) -> None:
-    """Two single-event test sentences of different videos, each with the videos it is true of marked."""
+    """VR@1/5/10 of every test sentence over the world's videos (multi-positive truth), and the ranked lists of
+    the first two single-event test sentences of different videos (file order: not picked for how well they do)."""
     import json
 
-    from grounding.ranking import Ranker
+    from grounding.ranking import Ranker, RankingSettings
 
     ranker = Ranker.from_index(index)
     lines = [json.loads(line) for line in (world / "test.relevant.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    picked: list[dict[str, Any]] = []
-    for line in sorted(lines, key=lambda item: (len(item["relevant"]), item["qid"])):
-        single = "," not in line["query"] and " after " not in line["query"] and " then " not in line["query"]
-        if single and all(line["vid"] != other["vid"] for other in picked):
-            picked.append(line)
-        if len(picked) == RANKED_SENTENCES:
-            break
-    for line in picked:
+    if not lines:
+        return
+    rankings = ranker.rank_many([line["query"] for line in lines],
+                                RankingSettings(top_videos=len(ranker.index), top_spans=1))
+    first_true = []
+    for line, ranking in zip(lines, rankings):
         relevant = {item["vid"] for item in line["relevant"]}
+        first_true.append(next((rank for rank, video in enumerate(ranking, 1) if video.video_id in relevant), len(ranking) + 1))
+    ranks = np.asarray(first_true)
+    result.ranking_metrics = {f"VR@{k}": round(100.0 * float((ranks <= k).mean()), 2) for k in (1, 5, 10)}
+    result.ranking_metrics.update({"num_queries": len(lines), "videos": len(ranker.index)})
+    chosen: list[int] = []
+    for position, line in enumerate(lines):
+        single = "," not in line["query"] and " after " not in line["query"] and " then " not in line["query"]
+        if single and all(line["vid"] != lines[other]["vid"] for other in chosen):
+            chosen.append(position)
+        if len(chosen) == RANKED_SENTENCES:
+            break
+    for position in chosen:
+        relevant = {item["vid"] for item in lines[position]["relevant"]}
         rows = [
             RankedRow(video.video_id, float(video.probability),
                       (float(video.spans[0].start), float(video.spans[0].end)) if video.spans else None,
                       video.video_id in relevant)
-            for video in ranker.rank(line["query"], top_videos=RANKED_VIDEOS, top_spans=1)
+            for video in rankings[position][:RANKED_VIDEOS]
         ]
-        result.rankings.append((line["query"], rows))
+        result.rankings.append((lines[position]["query"], rows))
 
 
 def format_summary(result: DemoResult) -> str:
@@ -276,6 +289,11 @@ def format_summary(result: DemoResult) -> str:
             best = example.spans[0] if example.spans else (float("nan"),) * 3
             lines.append(f'  "{example.sentence}"  truth {example.truth[0]:.1f}-{example.truth[1]:.1f} s, '
                          f"model {best[0]:.1f}-{best[1]:.1f} s (score {best[2]:.2f})")
+    if result.ranking_metrics:
+        figures = result.ranking_metrics
+        lines.append(f"ranking the {figures['videos']:g} videos for each of the {figures['num_queries']:g} test sentences "
+                     f"(any video the sentence is true of counts): VR@1 {figures['VR@1']:.2f}, VR@5 {figures['VR@5']:.2f}, "
+                     f"VR@10 {figures['VR@10']:.2f}")
     for sentence, rows in result.rankings:
         lines.append(f'ranked for "{sentence}":')
         for position, row in enumerate(rows, 1):

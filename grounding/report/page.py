@@ -178,6 +178,14 @@ def write_demo_report(result: Any, folder: Path) -> Path:
             f'<div class="example">{_video_tag(result.video_path(result.example_video), video_id, 320)}'
             f"<div>{''.join(timelines)}</div></div>",
         ]
+    if result.ranking_metrics:
+        figures = result.ranking_metrics
+        body.append(
+            f"<h2>Ranking the world's {figures['videos']:g} videos</h2><p>For each of the {figures['num_queries']:g} "
+            "test sentences, every video ranked; a hit is any video the sentence is true of (%): "
+            f"VR@1 {figures['VR@1']:.2f}, VR@5 {figures['VR@5']:.2f}, VR@10 {figures['VR@10']:.2f}. "
+            "Two of them, the first single-event sentences of the test file:</p>"
+        )
     for number, (sentence, rows) in enumerate(result.rankings):
         figures = []
         for position, row in enumerate(rows, 1):

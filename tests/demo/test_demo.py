@@ -39,6 +39,9 @@ def test_the_demo_runs_every_step_and_writes_the_report(tmp_path: Path, capsys) 
     for example in summary["examples"]:
         assert example["spans"] and len(example["curve_times"]) == len(example["curve_scores"]) == 200
     assert len(summary["rankings"]) >= 1 and all(len(rows) == 5 for _, rows in summary["rankings"])
+    figures = summary["ranking_metrics"]
+    assert figures["videos"] == 7 and figures["num_queries"] == test["model"]["num_queries"]
+    assert 0 <= figures["VR@1"] <= figures["VR@5"] <= figures["VR@10"] == 100.0  # 7 videos: all within the top 10
     page = (out / "report" / "index.html").read_text(encoding="utf-8")
     assert "data:video/mp4;base64," in page and "data-seek=" in page
     # a rerun resumes: the world and its features are there, nothing is rendered or extracted again

@@ -23,6 +23,7 @@ def _result(tmp_path: Path) -> DemoResult:
                                         [0.0, 10.0, 20.0], [0.1, 0.9, 0.1])]
     result.rankings = [("the red circle spins.", [RankedRow("syn00001", 0.8, (4.0, 11.0), True),
                                                   RankedRow("syn00002", 0.1, None, False)])]
+    result.ranking_metrics = {"VR@1": 41.03, "VR@5": 74.36, "VR@10": 87.18, "num_queries": 39, "videos": 60}
     result.seconds = {"world": 1.0}
     return result
 
@@ -37,6 +38,7 @@ def test_the_page_holds_the_table_the_playable_videos_and_clickable_spans(tmp_pa
     # the top span starts at 4 s of 20: x = 4 / 20 * width, and clicking it seeks to 4 s
     assert re.search(rf'<rect class="span" x="{4 / 20 * TIMELINE_WIDTH:g}" [^>]*data-seek="4.000" data-video="example"', text)
     assert f'x="{5 / 20 * TIMELINE_WIDTH:g}" y="2" width="{5 / 20 * TIMELINE_WIDTH:g}"' in text  # the truth, 5-10 s
+    assert "VR@1 41.03" in text and "the world's 60 videos" in text
     assert "not true" in text and "http" not in text  # nothing fetched from anywhere
 
 
