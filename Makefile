@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install test demo clean
 
@@ -21,7 +22,16 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.installed
 
-test: $(VENV)/.installed
+# the browser tests of the report page drive Debian's headless Chromium (Playwright's own download does not work
+# offline); elsewhere, install chromium and chromedriver yourself, or those tests skip and say so
+$(VENV)/.browser: | $(BIN)/python
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null; then $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "no apt-get: install chromium and chromedriver for the browser tests"; fi
+	touch $@
+
+test: $(VENV)/.installed $(VENV)/.browser
 	$(BIN)/python -m pytest -q
 
 # the newcomer's first command: a fresh rendered world, the shipped model, the table, a report page (demo/report/)

@@ -136,7 +136,8 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Dem
     features = world / "features.h5"
     durations = str(world / "durations.csv")
     quiet = [] if settings.progress else ["--no-progress"]
-    result = DemoResult(world=world, checkpoint=str(checkpoint), seed=settings.seed)
+    label = str(checkpoint) if settings.checkpoint is not None else "the shipped model (grounding/assets/rendered-world-flow)"
+    result = DemoResult(world=world, checkpoint=label, seed=settings.seed)
     clock = time.perf_counter()
 
     def lap(name: str) -> None:

@@ -2,7 +2,7 @@
 
 The page holds, top to bottom: the metrics table of each split (the model beside the blind baselines), the example
 video with one timeline per sentence under it (the true moment, the model's top spans, and the score curve: at
-each time, the best score of a candidate span covering it; clicking a span or the curve seeks the video there and
+each time, the best score of a candidate span covering it, scaled to its peak; clicking a span or the curve seeks the video there and
 plays it), and the ranked lists (each ranked video playable, its best span clickable). No script or style is
 fetched from anywhere: it works offline and from a file:// URL.
 """
@@ -81,8 +81,9 @@ def _x(seconds: float, duration: float) -> float:
 def _timeline(example: Any, duration: float, video_id: str) -> str:
     """One sentence's SVG: the truth bar, the top spans (clickable) and the score curve over the video's length."""
     height, top = 70, 30
+    peak = max(example.curve_scores, default=0.0) or 1.0  # scaled to its peak: scores of 0.01 are still readable
     points = " ".join(
-        f"{_x(time, duration):g},{round(top + (1.0 - score) * (height - top - 4), 2):g}"
+        f"{_x(time, duration):g},{round(top + (1.0 - score / peak) * (height - top - 4), 2):g}"
         for time, score in zip(example.curve_times, example.curve_scores)
     )
     parts = [
@@ -100,7 +101,8 @@ def _timeline(example: Any, duration: float, video_id: str) -> str:
             f'height="10" fill="#1f6feb" fill-opacity="{opacity}" data-seek="{start:.3f}" data-video="{video_id}">'
             f"<title>top {rank + 1}: {start:.1f}-{end:.1f} s, score {score:.2f} (click to play)</title></rect>"
         )
-    parts.append(f'<polyline points="{points}" fill="none" stroke="#d29922" stroke-width="1.5"/>')
+    parts.append(f'<polyline points="{points}" fill="none" stroke="#d29922" stroke-width="1.5">'
+                 f"<title>best score of a span covering each time (peak {peak:.2f})</title></polyline>")
     parts.append(f'<line class="playhead" data-video="{video_id}" data-duration="{duration}" '
                  f'data-width="{TIMELINE_WIDTH}" x1="0" x2="0" y1="0" y2="{height}" stroke="#222"/>')
     parts.append("</svg>")
@@ -174,7 +176,7 @@ def write_demo_report(result: Any, folder: Path) -> Path:
             f"<h2>Three sentences in <code>{html.escape(result.example_video)}</code> ({duration:.1f} s)</h2>",
             '<div class="legend"><span><i class="swatch" style="background:#1a7f37"></i>true moment</span>'
             '<span><i class="swatch" style="background:#1f6feb"></i>top spans (click to play)</span>'
-            '<span><i class="swatch" style="background:#d29922"></i>score curve (click to seek)</span></div>',
+            '<span><i class="swatch" style="background:#d29922"></i>score curve, scaled to its peak (click to seek)</span></div>',
             f'<div class="example">{_video_tag(result.video_path(result.example_video), video_id, 320)}'
             f"<div>{''.join(timelines)}</div></div>",
         ]
