@@ -19,6 +19,7 @@ The sub-packages follow the data's path, imports pointing one way (each imports 
 - ``assets``: files shipped in the package: the demo's model (a float16 checkpoint of the best rendered-world recipe)
 - ``report``: the demo's self-contained HTML page (inlined videos, clickable timelines)
 - ``demo``: ``grounding demo``, the whole path on a fresh rendered world with the shipped model
+- ``app``: ``grounding app``, a local web app (FastAPI): ground a typed sentence in a video, search an index
 - ``cli``: the ``grounding`` command, one module per sub-command
 
 Leaf modules serve them all: ``errors`` (the exception types), ``files`` (atomic writes), ``checks`` (config

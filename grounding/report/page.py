@@ -204,7 +204,7 @@ def write_demo_report(result: Any, folder: Path) -> Path:
     seconds = ", ".join(f"{name} {value:g} s" for name, value in result.seconds.items())
     body.append(f"<p><small>Step times: {html.escape(seconds)}. Every figure as JSON: "
                 "<code>summary.json</code> beside this folder.</small></p>")
-    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>grounding demo</title>"
+    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>grounding demo</title>"
             f"<style>{STYLE}</style></head><body>{''.join(body)}<script>{SCRIPT}</script></body></html>")
     target = folder / "index.html"
     target.write_text(page, encoding="utf-8")
