@@ -24,12 +24,15 @@ import numpy as np
 from grounding.errors import InputError
 
 SPLITS = ("test", "test_novel")
-METHODS = ("model", "full-video", "moment-prior")
+METHODS = ("model", "shipped", "full-video", "moment-prior")  # "shipped": beside a model trained by --train
+METHOD_LABELS = {"model": "shipped model", "shipped": "shipped model", "full-video": "full-video",
+                 "moment-prior": "moment-prior"}
 DEFAULT_VIDEOS = 60
 DEFAULT_SEED = 2027
 EXAMPLE_SENTENCES = 3
 RANKED_SENTENCES = 2
 RANKED_VIDEOS = 5
+DEFAULT_TRAIN_EPOCHS = 20
 
 
 @dataclass
@@ -41,6 +44,10 @@ class DemoSettings:
         videos: videos of the fresh world (its ``test`` and ``test_novel`` splits are 15 % of them each).
         seed: the world's seed; not the one the shipped model was trained on.
         checkpoint: a checkpoint to use instead of the shipped model (then any seed is allowed).
+        train: train a small model of the shipped model's architecture on the world's training split (and fit it
+            for ranking) and use it instead; the shipped model is still scored beside it, to say how much weaker
+            it is.
+        train_epochs: its epochs.
         progress: progress bars on stderr.
     """
 
@@ -48,6 +55,8 @@ class DemoSettings:
     videos: int = DEFAULT_VIDEOS
     seed: int = DEFAULT_SEED
     checkpoint: Path | None = None
+    train: bool = False
+    train_epochs: int = DEFAULT_TRAIN_EPOCHS
     progress: bool = True
 
 
@@ -83,6 +92,7 @@ class DemoResult:
     examples: list[GroundedSentence] = field(default_factory=list)
     rankings: list[tuple[str, list[RankedRow]]] = field(default_factory=list)
     ranking_metrics: dict[str, float] = field(default_factory=dict)  # VR@k of the test sentences, their count
+    trained: bool = False  # "model" is a model trained by --train ("shipped" is then the shipped model)
     seconds: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
 
@@ -110,6 +120,8 @@ def _check(settings: DemoSettings) -> Path:
 
     if not 3 <= settings.videos <= 2000:
         raise InputError(f"--videos must be from 3 to 2000 (the test splits are 15 % of the world each), got {settings.videos}")
+    if settings.train and settings.train_epochs < 1:
+        raise InputError(f"--train-epochs must be >= 1, got {settings.train_epochs}")
     if settings.checkpoint is not None:
         return Path(settings.checkpoint)
     if settings.seed == SHIPPED_MODEL_WORLD_SEED:
@@ -137,7 +149,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Dem
     durations = str(world / "durations.csv")
     quiet = [] if settings.progress else ["--no-progress"]
     label = str(checkpoint) if settings.checkpoint is not None else "the shipped model (grounding/assets/rendered-world-flow)"
-    result = DemoResult(world=world, checkpoint=label, seed=settings.seed)
+    result = DemoResult(world=world, checkpoint=label, seed=settings.seed, trained=settings.train)
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -160,6 +172,14 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Dem
             flags += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     _command(out, "extract", ["extract", str(world / "videos"), "--out", str(features), *flags, *quiet], echo)
     lap("world")
+    shipped = checkpoint
+    if settings.train:
+        echo(f"1b. a small model trained here on the world's training split ({settings.train_epochs} epochs), then "
+             "fitted for ranking")
+        checkpoint = _train_small(out, world, features, shipped, settings, echo, quiet)
+        grounder = Grounder.from_pretrained(checkpoint)
+        result.checkpoint = f"a model trained by this demo ({checkpoint})"
+        lap("train")
 
     echo("2. the model's moments for every test query, beside two blind baselines")
     predictions = out / "predictions"
@@ -172,6 +192,9 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Dem
         runs = {
             "model": ["predict", "--checkpoint", str(checkpoint), "--annotations", annotations, "--durations",
                       durations, "--features", str(features), "--out", str(predictions / f"model-{split}.jsonl"), *quiet],
+            "shipped": ["predict", "--checkpoint", str(shipped), "--annotations", annotations, "--durations",
+                        durations, "--features", str(features), "--out", str(predictions / f"shipped-{split}.jsonl"),
+                        *quiet],
             "full-video": ["baseline", "--method", "full-video", "--test", annotations, "--durations", durations,
                            "--out", str(predictions / f"full-video-{split}.jsonl")],
             "moment-prior": ["baseline", "--method", "moment-prior", "--train", str(world / "train.txt"), "--test",
@@ -180,6 +203,8 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Dem
         }
         result.metrics[split] = {}
         for method in METHODS:
+            if method == "shipped" and not settings.train:
+                continue
             _command(out, f"{method}-{split}", runs[method], echo)
             scored = evaluate(records, read_predictions(predictions / f"{method}-{split}.jsonl"))
             result.metrics[split][method] = {key: float(value) for key, value in scored.items()}
@@ -206,6 +231,41 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Dem
     result.report = write_demo_report(result, out / "report")
     lap("report")
     return result
+
+
+def _train_small(out: Path, world: Path, features: Path, shipped: Path, settings: DemoSettings,
+                 echo: Callable[[str], None], quiet: list[str]) -> Path:
+    """Train the shipped model's architecture on the world's training split (``OUT/train.yaml``, ``OUT/run``), fit
+    it for ranking (``OUT/run/ranker``), and return that checkpoint. A finished run is reused."""
+    import json
+
+    import yaml
+
+    model = json.loads((shipped / "config.json").read_text(encoding="utf-8"))["config"]
+    model.update(video_embedding_pooling="mean", video_embedding_features=False)  # fit-ranker sets its own
+    config = {
+        "model": model,
+        "data": {"root": str(world), "train": "train.txt", "val": None, "val_fraction": 0.1, "test": "test.txt",
+                 "extra_eval": {"test_novel": "test_novel.txt"}, "format": "charades-sta",
+                 "durations": ["durations.csv"], "features": features.name, "text_encoder": "minilm-l6",
+                 "max_words": 32},
+        "train": {"epochs": settings.train_epochs, "batch_size": 16, "lr": 1.0e-3, "weight_decay": 0.05,
+                  "warmup_epochs": 0.5, "schedule": "cosine", "grad_clip": 5.0, "seed": 0, "best_metric": "R1@0.5",
+                  "best_split": "val", "nms": 0.5, "top_k": 10, "output_dir": str(out / "run"),
+                  "test_every_epoch": False, "progress": settings.progress},
+    }
+    (out / "train.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    run = out / "run"
+    if not (run / "best" / "model.safetensors").is_file():
+        resume = ["--resume"] if (run / "last").is_dir() else []
+        _command(out, "train", ["train", "--config", str(out / "train.yaml"), *resume], echo)
+    fitted = run / "ranker"
+    if not (fitted / "model.safetensors").is_file():
+        _command(out, "fit-ranker", ["fit-ranker", "--checkpoint", str(run), "--features", str(features),
+                                     "--annotations", str(world / "train.txt"), "--durations",
+                                     str(world / "durations.csv"), "--relevant", str(world / "train.relevant.jsonl"),
+                                     "--calibration-fraction", "0.2", "--out", str(fitted), *quiet], echo)
+    return fitted
 
 
 def _ground_examples(result: DemoResult, grounder: Any, features: Path, annotations: Any) -> None:
@@ -281,8 +341,10 @@ def format_summary(result: DemoResult) -> str:
         queries = int(table["model"]["num_queries"])
         lines.append(f"{split} ({queries} queries, %)        R1@0.3   R1@0.5   R1@0.7   R5@0.5     mIoU")
         for method in METHODS:
+            if method not in table:
+                continue
             row = table[method]
-            label = "shipped model" if method == "model" else method
+            label = "trained here" if method == "model" and result.trained else METHOD_LABELS[method]
             lines.append(f"  {label:<24}" + "".join(f"{row[key]:>9.2f}" for key in ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU")))
     if result.examples:
         lines.append(f"video {result.example_video} ({result.example_duration:.1f} s):")

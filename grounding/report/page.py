@@ -16,7 +16,8 @@ from typing import Any
 
 TIMELINE_WIDTH = 640
 METRIC_COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU")
-METHOD_LABELS = {"model": "model", "full-video": "full video (blind)", "moment-prior": "moment prior (blind)"}
+METHOD_LABELS = {"model": "model", "shipped": "shipped model", "full-video": "full video (blind)",
+                 "moment-prior": "moment prior (blind)"}
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 980px; color: #222; }
@@ -109,11 +110,12 @@ def _timeline(example: Any, duration: float, video_id: str) -> str:
     return "".join(parts)
 
 
-def _metrics_table(split: str, table: dict[str, dict[str, float]]) -> str:
+def _metrics_table(split: str, table: dict[str, dict[str, float]], trained: bool = False) -> str:
     queries = int(table["model"]["num_queries"])
     head = "".join(f"<th>{column}</th>" for column in METRIC_COLUMNS)
     rows = []
     for method, label in METHOD_LABELS.items():
+        label = "model trained by this demo" if method == "model" and trained else label
         if method in table:
             cells = "".join(f"<td>{table[method][column]:.2f}</td>" for column in METRIC_COLUMNS)
             rows.append(f'<tr class="{method}"><td>{html.escape(label)}</td>{cells}</tr>')
@@ -129,8 +131,10 @@ def _metrics_png(result: Any, path: Path) -> None:
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
     splits = list(result.metrics)
-    width = 0.8 / len(METHOD_LABELS)
-    for offset, (method, label) in enumerate(METHOD_LABELS.items()):
+    methods = [method for method in METHOD_LABELS if all(method in result.metrics[split] for split in splits)]
+    width = 0.8 / len(methods)
+    for offset, method in enumerate(methods):
+        label = "model trained by this demo" if method == "model" and result.trained else METHOD_LABELS[method]
         values = [result.metrics[split][method]["R1@0.5"] for split in splits]
         axes.bar([i + offset * width for i in range(len(splits))], values, width, label=label)
     axes.set_xticks([i + width for i in range(len(splits))], splits)
@@ -153,7 +157,7 @@ def write_demo_report(result: Any, folder: Path) -> Path:
         f"<p>A rendered world of seed {result.seed} that the model never saw, and the checkpoint "
         f"<code>{html.escape(result.checkpoint)}</code>. Every figure below was computed by this run.</p>",
         "<h2>Moment retrieval</h2>",
-        *[_metrics_table(split, table) for split, table in result.metrics.items()],
+        *[_metrics_table(split, table, result.trained) for split, table in result.metrics.items()],
         '<img src="r1-at-0.5.png" alt="R1@0.5 of the model and the blind baselines">',
     ]
     if result.examples:

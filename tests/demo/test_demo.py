@@ -56,3 +56,16 @@ def test_the_shipped_model_s_own_world_is_refused(tmp_path: Path, capsys) -> Non
     assert not (tmp_path / "d").exists()
     assert main(["demo", "--out", str(tmp_path / "d"), "--videos", "2"]) == 2
     assert "--videos must be from 3" in capsys.readouterr().err
+
+
+def test_train_trains_a_small_model_and_scores_the_shipped_one_beside_it(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--videos", "8", "--seed", "6", "--train", "--train-epochs", "1",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "$ grounding train --config" in printed and "$ grounding fit-ranker" in printed
+    assert "trained here" in printed and "shipped model" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trained"] and set(summary["metrics"]["test"]) == {"model", "shipped", "full-video", "moment-prior"}
+    assert (out / "run" / "ranker" / "model.safetensors").is_file()
+    assert "model trained by this demo" in (out / "report" / "index.html").read_text(encoding="utf-8")
