@@ -16,7 +16,7 @@ uvicorn = pytest.importorskip("uvicorn", reason="grounding app needs the 'app' e
 
 from grounding.app import AppSettings, create_app  # noqa: E402
 from grounding.assets import shipped_model_path  # noqa: E402
-from tests.demo.browser import chromium_driver, console_errors  # noqa: E402
+from tests.demo.browser import chromium_driver, console_errors, wait_for  # noqa: E402
 
 
 def _free_port() -> int:
@@ -47,39 +47,30 @@ def driver() -> Iterator[Any]:
     yield from chromium_driver()
 
 
-def _wait(driver: Any, script: str, timeout: float = 30.0) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for: {script}")
-
 
 def test_a_typed_sentence_gives_spans_that_seek_the_video(driver: Any, app_url: str) -> None:
     driver.get(app_url)
-    _wait(driver, "return document.getElementById('video-select').value === 'carphone'")
-    _wait(driver, "return document.getElementById('player').readyState >= 2")
+    wait_for(driver, "return document.getElementById('video-select').value === 'carphone'")
+    wait_for(driver, "return document.getElementById('player').readyState >= 2")
     driver.find_element("id", "sentence").send_keys("a man talks on the phone")
     driver.find_element("css selector", "#ground-form button").click()
-    _wait(driver, "return document.querySelectorAll('#spans button').length > 0")
+    wait_for(driver, "return document.querySelectorAll('#spans button').length > 0")
     assert driver.execute_script("return document.querySelectorAll('#timeline rect.span').length") >= 1
     button = driver.find_elements("css selector", "#spans button")[0]
     start = float(button.get_attribute("data-seek"))
     button.click()
-    _wait(driver, f"const v = document.getElementById('player'); return !v.paused && v.currentTime >= {start} - 0.05")
+    wait_for(driver, f"const v = document.getElementById('player'); return !v.paused && v.currentTime >= {start} - 0.05")
     assert driver.find_element("id", "message").text == ""
     assert console_errors(driver) == []
 
 
 def test_bad_input_gets_a_message_in_the_page(driver: Any, app_url: str, tmp_path: Path) -> None:
     driver.get(app_url)
-    _wait(driver, "return document.getElementById('video-select').value === 'carphone'")
+    wait_for(driver, "return document.getElementById('video-select').value === 'carphone'")
     driver.find_element("css selector", "#ground-form button").click()  # no sentence typed
-    _wait(driver, "return document.getElementById('message').textContent.includes('type a sentence')")
+    wait_for(driver, "return document.getElementById('message').textContent.includes('type a sentence')")
     notes = tmp_path / "notes.mp4"
     notes.write_text("this is not a video")
     driver.find_element("id", "upload").send_keys(str(notes))
-    _wait(driver, "return document.getElementById('message').textContent.includes('is not a video this app can read')")
+    wait_for(driver, "return document.getElementById('message').textContent.includes('is not a video this app can read')")
     assert "Traceback" not in driver.page_source

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -32,3 +33,14 @@ def chromium_driver() -> Iterator[Any]:
 
 def console_errors(driver: Any) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def wait_for(driver: Any, script: str, timeout: float = 30.0) -> Any:
+    """Poll ``script`` (JavaScript returning a value) until it is truthy; AssertionError after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for: {script}")

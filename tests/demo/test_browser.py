@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from grounding.report.page import write_demo_report
-from tests.demo.browser import chromium_driver, console_errors
+from tests.demo.browser import chromium_driver, console_errors, wait_for
 from tests.demo.test_report import _result
 
 
@@ -36,28 +35,19 @@ def real_report(tmp_path: Path) -> Path:
     return write_demo_report(result, tmp_path / "report")
 
 
-def _wait(driver: Any, script: str, timeout: float = 10.0) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for: {script}")
-
 
 def test_the_report_loads_plays_and_seeks_in_chromium(driver: Any, real_report: Path) -> None:
     driver.get(real_report.as_uri())
-    _wait(driver, "return document.getElementById('example').readyState >= 2")
+    wait_for(driver, "return document.getElementById('example').readyState >= 2")
     assert driver.execute_script("return document.getElementById('example').duration") > 3
     assert driver.execute_script("return document.getElementById('example').error") is None
     span = driver.find_element("css selector", 'rect.span[data-video="example"]')
     driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", span)
-    _wait(driver, "const v = document.getElementById('example'); return !v.paused && v.currentTime >= 1.5")
+    wait_for(driver, "const v = document.getElementById('example'); return !v.paused && v.currentTime >= 1.5")
     assert driver.execute_script("return document.getElementById('example').currentTime") < 3.5
     button = driver.find_element("css selector", 'button.seek[data-video="rank0-1"]')
     button.click()
-    _wait(driver, "const v = document.getElementById('rank0-1'); return !v.paused && v.currentTime >= 2")
+    wait_for(driver, "const v = document.getElementById('rank0-1'); return !v.paused && v.currentTime >= 2")
     playhead = driver.find_element("css selector", 'line.playhead[data-video="example"]')
     assert float(playhead.get_attribute("x1")) > 0  # the timeline follows the video
     assert console_errors(driver) == []
