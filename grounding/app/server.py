@@ -16,6 +16,7 @@ the page shows as it is; no stack trace ever leaves the server. It binds to 127.
 # No "from __future__ import annotations": FastAPI reads the routes' annotations (UploadFile is imported
 # inside create_app, so they must be evaluated where the routes are defined).
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -163,7 +164,8 @@ def create_app(settings: AppSettings) -> Any:
         except GroundingError as error:
             path.unlink(missing_ok=True)
             raise InputError(f"'{name}' is not a video this app can read: {error}") from None
-        video_id = f"upload-{len(state.encoded) + 1}-{Path(name).stem}"
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).stem)[:60]  # ids go into the page: plain characters only
+        video_id = f"upload-{len(state.encoded) + 1}-{stem}"
         state.paths[video_id] = path
         state.encoded[video_id] = encoded
         return {"video_id": video_id, "duration": duration}

@@ -201,7 +201,7 @@ def write_demo_report(result: Any, folder: Path) -> Path:
             verdict = '<span class="true">true</span>' if row.relevant else '<span class="false">not true</span>'
             figures.append(
                 f"<figure>{_video_tag(result.video_path(row.video_id), element, 160)}<figcaption>{position}. "
-                f"<code>{row.video_id}</code> p = {row.probability:.2f}, {verdict}<br>{span}</figcaption></figure>"
+                f"<code>{html.escape(row.video_id)}</code> p = {row.probability:.2f}, {verdict}<br>{span}</figcaption></figure>"
             )
         body += [f'<h2>The world\'s videos ranked for "{html.escape(sentence)}"</h2>',
                  f'<div class="ranked">{"".join(figures)}</div>']

@@ -55,9 +55,11 @@ def test_uploads_are_checked(client: TestClient, ten_minute_video: Path, video_f
     assert too_big.status_code == 400 and "over 1 MB" in too_big.json()["error"]
     too_long = client.post("/api/upload", files={"file": ("long.mp4", ten_minute_video.read_bytes(), "video/mp4")})
     assert too_long.status_code == 400 and "10.0 minutes long" in too_long.json()["error"]
-    good = client.post("/api/upload", files={"file": ("mine.mp4", (video_folder / "carphone.mp4").read_bytes(), "video/mp4")})
+    good = client.post("/api/upload", files={"file": ("<i>mine.mp4", (video_folder / "carphone.mp4").read_bytes(),
+                                                      "video/mp4")})
     assert good.status_code == 200
     video_id = good.json()["video_id"]
+    assert "<" not in video_id and video_id.endswith("--i-mine")  # ids go into the page: plain characters only
     assert video_id in client.get("/api/videos").json()["videos"]
     assert client.post("/api/ground", json={"video_id": video_id, "sentence": "a man"}).status_code == 200
 
