@@ -16,6 +16,7 @@ The sub-packages follow the data's path, imports pointing one way (each imports 
 - ``ranking``: the corpus index and ``Ranker`` (a vector engine retrieves, the span scorer reranks)
 - ``training``: YAML configs, datasets, the resumable trainer, checkpoints, DDP
 - ``eval``: temporal IoU, NMS, the field's metrics, blind baselines (numpy only; used by inference and training)
+- ``bench``: benchmarks that probe what a checkpoint understands (antonym swaps)
 - ``assets``: files shipped in the package: the demo's model (a float16 checkpoint of the best rendered-world recipe)
 - ``report``: the demo's self-contained HTML page (inlined videos, clickable timelines)
 - ``demo``: ``grounding demo``, the whole path on a fresh rendered world with the shipped model

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rank",
     "baseline",
     "evaluate",
+    "bench",
     "app",
     "env",
 )
