@@ -166,7 +166,7 @@ class Grounder:
 
     def encode_video(self, video: str | os.PathLike[str]) -> EncodedVideo:
         """Decode a video file and extract its clip features in memory, as ``grounding extract`` would with the
-        checkpoint's backbone and extraction settings (bit-identical features).
+        checkpoint's backbone and extraction settings (the same features, to float32 rounding).
 
         Raises:
             InputError: the checkpoint has no backbone, or the video cannot be decoded (with the reason).

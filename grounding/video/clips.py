@@ -113,8 +113,9 @@ def extract_clip_features(
     """Decode one video and return its clip features in memory (no file is written).
 
     The same loop as ``grounding extract`` (:func:`iter_clip_features`): with the same settings and
-    ``batch_size`` the features equal, bit for bit, what :func:`grounding.video.extract.extract_features`
-    stores for the file.
+    ``batch_size`` the features equal what :func:`grounding.video.extract.extract_features` stores for the
+    file, to float32 rounding (``extract_features`` may put frames of two videos in one network batch, and the
+    backbone's kernels can round a frame differently in a batch of another size: about 1e-5 at most).
 
     Args:
         path: the video file.

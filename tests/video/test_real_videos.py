@@ -58,7 +58,9 @@ def test_real_h264_clips_decode_at_their_container_timestamps(sample_videos: Pat
 
 
 def test_in_memory_features_equal_the_extracted_file_on_real_footage(sample_videos: Path, tmp_path: Path) -> None:
-    """EfficientNet-Lite0 on real clips: extract_clip_features == what extract_features stores, bit for bit."""
+    """EfficientNet-Lite0 on real clips: extract_clip_features == what extract_features stores, to float32 rounding
+    (extract_features batches frames across videos, in an order that depends on its decode threads' timing, and the
+    backbone's kernels may round a frame differently in a batch of another size: a loaded CI run saw 1.1e-5)."""
     pytest.importorskip("efficientnet_lite_pytorch", reason="the efficientnet-lite0 backbone needs its package")
     from grounding.video.backbones import create_backbone
 
@@ -76,7 +78,7 @@ def test_in_memory_features_equal_the_extracted_file_on_real_footage(sample_vide
         features = extract_clip_features(folder / f"{video_id}.mp4", settings, backbone, batch_size=4)
         clip_feats, attrs = stored[video_id]
         assert features.clip_feats.shape == (clips, 1280) and features.clip_feats.dtype == np.float32
-        np.testing.assert_array_equal(features.clip_feats, clip_feats)
+        np.testing.assert_allclose(features.clip_feats, clip_feats, rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(features.clip_centres, attrs["clip_centres"])
         assert (features.duration, features.fps, features.num_frames) == (attrs["duration"], attrs["fps"],
                                                                           attrs["num_frames"])
