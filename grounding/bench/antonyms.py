@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from grounding.errors import InputError
+from grounding.eval.iou import temporal_iou
 
 
 @dataclass
@@ -66,9 +67,8 @@ def summarize(outcomes: Sequence[QueryOutcome]) -> dict[str, Any]:
 
 
 def _iou(window: Sequence[float], truth: Sequence[float]) -> float:
-    inter = max(0.0, min(window[1], truth[1]) - max(window[0], truth[0]))
-    union = max(window[1], truth[1]) - min(window[0], truth[0])
-    return inter / union if union > 0 else 0.0
+    """IoU of one window with one true window (:func:`grounding.eval.iou.temporal_iou`)."""
+    return float(temporal_iou(np.asarray([window], dtype=np.float64), np.asarray([truth], dtype=np.float64))[0, 0])
 
 
 def collect(grounder: Any, records: Sequence[Any], swaps: dict[int, Any], clip_features: Any,
@@ -92,7 +92,7 @@ def collect(grounder: Any, records: Sequence[Any], swaps: dict[int, Any], clip_f
         valid = result.output.candidate_mask.cpu().numpy()
         for position, record in enumerate(group):
             truth = record.windows[0]
-            overlap = np.array([_iou(window, truth) for window in windows])
+            overlap = temporal_iou(np.asarray(windows, dtype=np.float64), np.asarray([truth], dtype=np.float64))[:, 0]
             overlap[~valid[2 * position]] = -1.0
             best = int(overlap.argmax())
             top_true, top_swapped = result.spans[2 * position], result.spans[2 * position + 1]
